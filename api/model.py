@@ -1,0 +1,59 @@
+"""``/model``: upload BPMN, list and read models and their deployments."""
+
+from __future__ import annotations
+
+from flask import current_app, request
+from flask_restx import Namespace, Resource
+
+from api.schemas import deployment_view, model_view, register_models
+from orchestrator.errors import InvalidInput, UnsupportedMediaType
+from orchestrator.service import Service
+
+PATH = "/model"
+ns = Namespace("model", description="Models (BPMN) and their immutable deployments")
+M = register_models(ns)
+XML_TYPES = ("application/xml", "text/xml", "application/bpmn+xml")
+
+
+def service() -> Service:
+    return current_app.extensions["orchestrator"]
+
+
+def _read_upload() -> tuple[bytes, str | None, str | None, str]:
+    """BPMN as multipart (``file`` plus optional ``key``, ``name``) or as a raw XML body."""
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None:
+            raise InvalidInput("multipart upload needs a 'file' part with the BPMN document")
+        return upload.read(), request.form.get("key"), request.form.get("name"), upload.filename or "model.bpmn"
+    if request.mimetype in XML_TYPES:
+        return request.get_data(), request.args.get("key"), request.args.get("name"), "model.bpmn"
+    raise UnsupportedMediaType("upload BPMN as multipart/form-data (field 'file') or as application/xml")
+
+
+@ns.route("")
+class ModelList(Resource):
+    @ns.response(201, "deployed: the new deployment")
+    @ns.response(400, "BPMN that does not parse or validate", M["error"])
+    @ns.response(415, "neither multipart nor XML", M["error"])
+    def post(self):
+        """Upload a BPMN model; each upload of a key makes a new immutable deployment (version)."""
+        xml, key, name, filename = _read_upload()
+        if not xml.strip():
+            raise InvalidInput("the BPMN document is empty")
+        if key is not None and not key.strip():
+            raise InvalidInput("key must not be empty")
+        return deployment_view(service().deploy(xml, key=key, name=name, filename=filename)), 201
+
+    def get(self):
+        """List models with their latest version."""
+        return [model_view(m) for m in service().list_models()]
+
+
+@ns.route("/<string:modelId>")
+class ModelItem(Resource):
+    @ns.response(404, "no such model", M["error"])
+    def get(self, modelId: str):
+        """A model and all its deployments."""
+        model, deployments = service().get_model(modelId)
+        return model_view(model, deployments)

@@ -1,0 +1,238 @@
+"""All SQL lives here.
+
+``Store`` owns the SQLAlchemy engine. Work happens in a ``Tx``: ``with store.transaction()
+as tx`` writes (SQLite takes its write lock up front, PostgreSQL locks the process rows
+it advances), ``with store.read() as tx`` only reads. Hot paths use Core statements and
+executemany: the engine applies hundreds of status reports per transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Row,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine, make_url
+
+from orchestrator.errors import Conflict
+from orchestrator.models import Base, Deployment, Model, Outbox, Process, Task, TaskEvent
+from orchestrator.states import TaskStatus
+
+M, D, P, T, E, OB = (x.__table__ for x in (Model, Deployment, Process, Task, TaskEvent, Outbox))
+
+# Columns the engine rewrites when it applies reports to a task.
+TASK_MUTABLE = ("status", "reason", "progress", "outputs", "state", "attempt", "lease_until", "end_time")
+
+
+def normalize_url(url: str) -> str:
+    """``postgresql://`` means psycopg 3 here; other URLs pass unchanged."""
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u.render_as_string(hide_password=False)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn, _record):
+            # Let SQLAlchemy's "begin" event choose how to begin (pysqlite would defer it).
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            # Writers take the lock at BEGIN: two engines advancing one process serialize
+            # instead of deadlocking on a read-to-write upgrade.
+            readonly = conn.get_execution_options().get("orch_readonly", False)
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+        return engine
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+class Store:
+    def __init__(self, url: str, **engine_kwargs: Any):
+        self.url = normalize_url(url)
+        self.engine = make_engine(self.url, **engine_kwargs)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+
+    def create_all(self) -> None:
+        """For tests: the schema without Alembic (production uses ``orchestrator db upgrade``)."""
+        Base.metadata.create_all(self.engine)
+
+    def drop_all(self) -> None:
+        Base.metadata.drop_all(self.engine)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        with self.engine.connect() as cx, cx.begin():
+            yield Tx(cx, self.is_sqlite)
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        with self.engine.connect().execution_options(orch_readonly=True) as cx, cx.begin():
+            yield Tx(cx, self.is_sqlite)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class Tx:
+    """One transaction's worth of queries."""
+
+    def __init__(self, cx: Connection, is_sqlite: bool):
+        self.cx = cx
+        self.is_sqlite = is_sqlite
+
+    # ------------------------------------------------------------ models and deployments
+
+    def get_model(self, model_id: str) -> Row | None:
+        return self.cx.execute(select(M).where(M.c.model_id == model_id)).first()
+
+    def get_model_by_key(self, key: str) -> Row | None:
+        return self.cx.execute(select(M).where(M.c.key == key)).first()
+
+    def insert_model(self, model_id: str, key: str, name: str | None, now: datetime) -> None:
+        self.cx.execute(insert(M).values(model_id=model_id, key=key, name=name, created_at=now))
+
+    def list_models(self) -> Sequence[Row]:
+        latest = (select(D.c.model_id, func.max(D.c.version).label("version"))
+                  .group_by(D.c.model_id).subquery())
+        return self.cx.execute(
+            select(M, latest.c.version).join(latest, latest.c.model_id == M.c.model_id, isouter=True)
+            .order_by(M.c.created_at, M.c.key)).all()
+
+    def next_version(self, key: str) -> int:
+        current = self.cx.execute(select(func.max(D.c.version)).where(D.c.key == key)).scalar()
+        return (current or 0) + 1
+
+    def insert_deployment(self, **values: Any) -> None:
+        self.cx.execute(insert(D).values(**values))
+
+    def get_deployment(self, deployment_id: str) -> Row | None:
+        return self.cx.execute(select(D).where(D.c.deployment_id == deployment_id)).first()
+
+    def latest_deployment(self, *, model_id: str | None = None, key: str | None = None) -> Row | None:
+        q = select(D)
+        q = q.where(D.c.model_id == model_id) if model_id is not None else q.where(D.c.key == key)
+        return self.cx.execute(q.order_by(D.c.version.desc()).limit(1)).first()
+
+    def list_deployments(self, model_id: str) -> Sequence[Row]:
+        cols = [c for c in D.c if c.name not in ("bpmn_xml", "spec_json")]
+        return self.cx.execute(select(*cols).where(D.c.model_id == model_id).order_by(D.c.version)).all()
+
+    # ------------------------------------------------------------ processes
+
+    def insert_process(self, **values: Any) -> int:
+        return self.cx.execute(insert(P).values(**values).returning(P.c.pk)).scalar_one()
+
+    def get_process(self, pk: int) -> Row | None:
+        return self.cx.execute(select(P).where(P.c.pk == pk)).first()
+
+    def lock_processes(self, pks: Iterable[int]) -> dict[int, Row]:
+        """Rows of the processes about to be advanced, locked until commit (in pk order: no deadlock)."""
+        q = select(P).where(P.c.pk.in_(sorted(set(pks)))).order_by(P.c.pk)
+        if not self.is_sqlite:
+            q = q.with_for_update()
+        return {row.pk: row for row in self.cx.execute(q)}
+
+    def save_process(self, pk: int, expected_version: int, **values: Any) -> None:
+        """Write a process guarded by its version: a concurrent writer makes this raise."""
+        res = self.cx.execute(
+            update(P).where(P.c.pk == pk, P.c.version == expected_version)
+            .values(version=expected_version + 1, **values))
+        if res.rowcount != 1:
+            raise Conflict(f"process {pk} changed concurrently (expected version {expected_version})")
+
+    # ------------------------------------------------------------ tasks
+
+    def insert_tasks(self, rows: list[dict[str, Any]]) -> list[int]:
+        if not rows:
+            return []
+        stmt = insert(T).returning(T.c.pk, sort_by_parameter_order=True)
+        return list(self.cx.execute(stmt, rows).scalars())
+
+    def get_task(self, pk: int) -> Row | None:
+        return self.cx.execute(select(T).where(T.c.pk == pk)).first()
+
+    def list_tasks(self, process_pk: int) -> Sequence[Row]:
+        return self.cx.execute(select(T).where(T.c.process_pk == process_pk).order_by(T.c.pk)).all()
+
+    def tasks_by_pk(self, pks: Iterable[int]) -> dict[int, Row]:
+        return {r.pk: r for r in self.cx.execute(select(T).where(T.c.pk.in_(sorted(set(pks)))))}
+
+    def update_tasks(self, changes: list[dict[str, Any]]) -> None:
+        """Each change has ``pk`` and every column of ``TASK_MUTABLE``."""
+        if not changes:
+            return
+        stmt = (update(T).where(T.c.pk == bindparam("b_pk"))
+                .values({c: bindparam(f"b_{c}") for c in TASK_MUTABLE}))
+        self.cx.execute(stmt, [{f"b_{k}": v for k, v in ch.items()} for ch in changes])
+
+    def insert_events(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.cx.execute(insert(E), rows)
+
+    def task_events(self, task_pk: int) -> Sequence[Row]:
+        return self.cx.execute(select(E).where(E.c.task_pk == task_pk).order_by(E.c.pk)).all()
+
+    def mark_produced(self, task_pks: list[int], now: datetime) -> list[int]:
+        """``produce.success`` for tasks still waiting for it; returns those it moved."""
+        if not task_pks:
+            return []
+        moved = list(self.cx.execute(
+            update(T).where(T.c.pk.in_(task_pks), T.c.status.is_(None))
+            .values(status=TaskStatus.PRODUCE_SUCCESS.value).returning(T.c.pk, T.c.attempt)))
+        self.insert_events([{"task_pk": pk, "attempt": attempt, "status": TaskStatus.PRODUCE_SUCCESS.value,
+                             "reason": None, "progress": None, "at": now} for pk, attempt in moved])
+        return [pk for pk, _ in moved]
+
+    # ------------------------------------------------------------ outbox
+
+    def insert_outbox(self, rows: list[dict[str, Any]]) -> list[int]:
+        if not rows:
+            return []
+        stmt = insert(OB).returning(OB.c.pk, sort_by_parameter_order=True)
+        return list(self.cx.execute(stmt, rows).scalars())
+
+    def delete_outbox(self, pks: list[int]) -> None:
+        if pks:
+            self.cx.execute(delete(OB).where(OB.c.pk.in_(pks)))
+
+    def stale_outbox(self, older_than: datetime, limit: int) -> Sequence[Row]:
+        """Jobs a crashed committer never published (locked, so two sweepers never both take one)."""
+        q = select(OB).where(OB.c.created_at < older_than).order_by(OB.c.pk).limit(limit)
+        if not self.is_sqlite:
+            q = q.with_for_update(skip_locked=True)
+        return self.cx.execute(q).all()

@@ -1,0 +1,170 @@
+"""What a Celery worker does with a job: run one stone event and report every step.
+
+A job is a dict built by ``dispatch.job_for``. The worker never touches SQL; it reports
+to the status stream and, for a pending monitor, re-enqueues the next poll with a
+countdown (never a sleep inside a job).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery
+
+from orchestrator.celery_app import JOB_TASK, MAX_COUNTDOWN_S
+from orchestrator.masking import mask
+from orchestrator.states import TaskStatus as S
+from orchestrator.status import StatusReport, StatusReporter
+from stones.base import Done, Failed, Pending, Stone, StoneContext, StoneError
+from stones.registry import get_stone
+
+log = logging.getLogger(__name__)
+
+Requeue = Callable[[dict[str, Any], float], None]
+
+
+class JobRunner:
+    def __init__(self, reporter: StatusReporter, requeue: Requeue,
+                 clock: Callable[[], float] = time.time,
+                 resolve: Callable[[str], type[Stone]] = get_stone):
+        self.reporter = reporter
+        self.requeue = requeue
+        self.clock = clock
+        self.resolve = resolve
+        self._pending: list[StatusReport] = []
+
+    def run(self, job: dict[str, Any]) -> None:
+        try:
+            stone_cls = self.resolve(job["stone"])
+        except KeyError as exc:
+            self._report(job, f"{job['event']}.failed", reason=str(exc.args[0]) if exc.args else str(exc))
+            self._flush()
+            return
+        stone = stone_cls()
+        ctx = StoneContext(
+            task_id=str(job["task"]), process_instance_id=str(job["process"]), name=job["name"],
+            namespace=job.get("namespace"), params=job.get("params") or {}, attempt=job["attempt"],
+            idempotency_key=job["key"], state=job.get("state") or {}, poll=job.get("poll", 0),
+            log=logging.getLogger(f"stones.{stone_cls.name}"))
+        try:
+            event = job["event"]
+            if event == "start":
+                self._start(stone, ctx, job)
+            elif event == "monitor":
+                self._monitor(stone, ctx, job)
+            elif event == "mock":
+                self._mock(stone, ctx, job)
+            elif event in ("rollback", "delete", "cancel"):
+                self._simple(stone, ctx, job, event)
+            else:
+                self._report(job, S.START_FAILED, reason=f"unknown event {event!r}")
+        finally:
+            self._flush()
+
+    # -- events
+
+    def _start(self, stone: Stone, ctx: StoneContext, job: dict[str, Any]) -> None:
+        # Sent at once: it marks the moment a worker took the task (dispatch latency).
+        self.reporter.send(self._make(job, S.START_BEGIN))
+        try:
+            state = stone.start(ctx) or {}
+        except Exception as exc:  # a stone's bug is a terminal failure of its task
+            self._report(job, S.START_FAILED, reason=_reason(exc))
+            return
+        ctx.state = dict(state)
+        self._report(job, S.START_SUCCESS, state=ctx.state)
+        interval = float(job.get("interval") or stone.monitor_interval_s)
+        deadline_s = float(job.get("deadline_s") or stone.monitor_deadline_s)
+        job = {**job, "event": "monitor", "state": ctx.state, "poll": 0,
+               "interval": interval, "deadline": self.clock() + deadline_s}
+        self._monitor(stone, ctx, job)
+
+    def _monitor(self, stone: Stone, ctx: StoneContext, job: dict[str, Any]) -> None:
+        try:
+            result = stone.monitor(ctx)
+        except Exception as exc:
+            self._report(job, S.MONITOR_FAILED, reason=_reason(exc))
+            return
+        if isinstance(result, Done):
+            self._report(job, S.MONITOR_SUCCESS, outputs=result.outputs, progress="100")
+        elif isinstance(result, Failed):
+            self._report(job, S.MONITOR_FAILED, reason=result.reason)
+        elif isinstance(result, Pending):
+            deadline = job.get("deadline")
+            if deadline is not None and self.clock() > deadline:
+                self._report(job, S.MONITOR_FAILED,
+                             reason=f"monitor deadline passed: still pending after {job['poll'] + 1} polls "
+                                    f"(last progress {result.progress!r})")
+                return
+            state = result.state if result.state is not None else ctx.state
+            self._report(job, S.MONITOR_BEGIN, progress=result.progress,
+                         state=result.state)
+            interval = min(float(job.get("interval") or stone.monitor_interval_s), MAX_COUNTDOWN_S)
+            self.requeue({**job, "event": "monitor", "state": state, "poll": job.get("poll", 0) + 1}, interval)
+        else:
+            self._report(job, S.MONITOR_FAILED, reason=f"monitor returned {type(result).__name__}, "
+                                                       "expected Done, Pending or Failed")
+
+    def _mock(self, stone: Stone, ctx: StoneContext, job: dict[str, Any]) -> None:
+        if not stone.has_mock():
+            self._report(job, S.MOCK_PASSED, outputs={})
+            return
+        self._report(job, S.MOCK_BEGIN)
+        try:
+            outputs = stone.mock(ctx) or {}
+        except Exception as exc:
+            self._report(job, S.MOCK_FAILED, reason=_reason(exc))
+            return
+        self._report(job, S.MOCK_SUCCESS, outputs=outputs)
+
+    def _simple(self, stone: Stone, ctx: StoneContext, job: dict[str, Any], event: str) -> None:
+        self.reporter.send(self._make(job, f"{event}.begin"))
+        try:
+            getattr(stone, event)(ctx)
+        except Exception as exc:
+            self._report(job, f"{event}.failed", reason=_reason(exc))
+            return
+        self._report(job, f"{event}.success")
+
+    # -- reporting: begin reports go out at once, the rest in one round trip at the end
+
+    def _make(self, job: dict[str, Any], status: str, **fields: Any) -> StatusReport:
+        progress = fields.pop("progress", None)
+        return StatusReport(process=job["process"], task=job["task"], attempt=job["attempt"],
+                            status=str(status), at=self.clock(),
+                            progress=None if progress is None else str(progress), **fields)
+
+    def _report(self, job: dict[str, Any], status: str, **fields: Any) -> None:
+        self._pending.append(self._make(job, status, **fields))
+
+    def _flush(self) -> None:
+        if self._pending:
+            reports, self._pending = self._pending, []
+            self.reporter.send(*reports)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, StoneError):
+        return exc.reason
+    return f"{type(exc).__name__}: {exc}"
+
+
+def job_repr(job: dict[str, Any]) -> str:
+    """What Celery shows of a job (Flower, logs): secrets masked."""
+    return repr({"job": mask(job)})
+
+
+def register(app: Celery) -> None:
+    settings = app.conf.orchestrator_settings
+    reporter = StatusReporter(settings.redis_url, settings.status_stream)
+
+    @app.task(name=JOB_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+    def stone_event(self, job: dict[str, Any]) -> None:
+        def requeue(next_job: dict[str, Any], countdown: float) -> None:
+            self.app.send_task(JOB_TASK, kwargs={"job": next_job}, queue=f"stone.{next_job['stone']}",
+                               countdown=countdown, kwargsrepr=job_repr(next_job))
+
+        JobRunner(reporter, requeue).run(job)
