@@ -1,0 +1,1 @@
+"""The throughput benchmark (``make bench`` / ``python -m bench.run``); see bench/README.md."""

@@ -1,0 +1,150 @@
+"""The worker's job runner, with a recording reporter (a fake of our own interface)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.dispatch import job_for
+from orchestrator.worker import JobRunner
+from stones.base import Done, Failed, Pending, Stone, TerminalError
+
+
+class Recorder:
+    def __init__(self):
+        self.reports = []
+
+    def send(self, *reports):
+        self.reports.extend(reports)
+
+    @property
+    def statuses(self):
+        return [r.status for r in self.reports]
+
+
+class Clock:
+    def __init__(self, t=1000.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+class Polls(Stone):
+    name = "Polls"
+    monitor_interval_s = 2.0
+    monitor_deadline_s = 10.0
+
+    def start(self, ctx):
+        return {"id": "r-1"}
+
+    def monitor(self, ctx):
+        if ctx.poll < 2:
+            return Pending(progress=ctx.poll * 40)
+        return Done({"id": ctx.state["id"], "key": ctx.idempotency_key})
+
+
+class Broken(Stone):
+    name = "Broken"
+
+    def start(self, ctx):
+        raise TerminalError("quota exceeded", code="QUOTA")
+
+
+class Refuses(Stone):
+    name = "Refuses"
+
+    def monitor(self, ctx):
+        return Failed("instance went to error state")
+
+
+class Mocks(Stone):
+    name = "Mocks"
+
+    def mock(self, ctx):
+        return {"predicted": ctx.params["n"] * 2}
+
+
+STONES = {s.name: s for s in (Polls, Broken, Refuses, Mocks)}
+
+
+def job(stone: str, event: str = "start", **kw: Any) -> dict:
+    return job_for(process_pk=7, task_pk=11, task_uuid="u-1", attempt=1, stone=stone, event=event,
+                   name="t", namespace=None, params=kw.pop("params", {}), **kw)
+
+
+def runner(clock=None):
+    rec, queued = Recorder(), []
+    r = JobRunner(rec, lambda j, countdown: queued.append((j, countdown)), clock=clock or Clock(),
+                  resolve=lambda name: STONES[name])
+    return r, rec, queued
+
+
+def test_start_then_monitor_polls_with_countdown_until_done():
+    clock = Clock()
+    r, rec, queued = runner(clock)
+    r.run(job("Polls"))
+    assert rec.statuses == ["start.begin", "start.success", "monitor.begin"]
+    assert rec.reports[1].state == {"id": "r-1"}
+    assert rec.reports[2].progress == "0"
+    (next_job, countdown), = queued
+    assert countdown == 2.0 and next_job["event"] == "monitor" and next_job["poll"] == 1
+    assert next_job["deadline"] == 1010.0
+    clock.t += 2
+    queued.clear()
+    r.run(next_job)
+    (next_job, _), = queued
+    assert rec.statuses[-1] == "monitor.begin" and rec.reports[-1].progress == "40"
+    r.run(next_job)
+    assert rec.statuses[-1] == "monitor.success"
+    assert rec.reports[-1].outputs == {"id": "r-1", "key": "u-1-1"}
+    assert all((x.process, x.task, x.attempt) == (7, 11, 1) for x in rec.reports)
+
+
+def test_a_passed_deadline_is_monitor_failed_and_says_so():
+    clock = Clock()
+    r, rec, queued = runner(clock)
+    r.run(job("Polls"))
+    (next_job, _), = queued
+    clock.t += 11
+    queued.clear()
+    r.run(next_job)
+    assert rec.statuses[-1] == "monitor.failed"
+    assert "deadline" in rec.reports[-1].reason
+    assert queued == []
+
+
+def test_model_overrides_interval_and_deadline():
+    r, rec, queued = runner()
+    r.run(job("Polls", properties={"monitorInterval": "0.5", "monitorDeadline": "3"}))
+    (next_job, countdown), = queued
+    assert countdown == 0.5 and next_job["deadline"] == 1003.0
+
+
+def test_start_error_is_start_failed_with_reason():
+    r, rec, _ = runner()
+    r.run(job("Broken"))
+    assert rec.statuses == ["start.begin", "start.failed"]
+    assert rec.reports[-1].reason == "quota exceeded"
+
+
+def test_monitor_failed_result():
+    r, rec, _ = runner()
+    r.run(job("Refuses"))
+    assert rec.statuses == ["start.begin", "start.success", "monitor.failed"]
+    assert rec.reports[-1].reason == "instance went to error state"
+
+
+def test_unknown_stone_fails_the_event():
+    r, rec, _ = runner()
+    r.run(job("Nope"))
+    assert rec.statuses == ["start.failed"]
+
+
+def test_mock_runs_mock_or_passes():
+    r, rec, _ = runner()
+    r.run(job("Mocks", event="mock", params={"n": 21}))
+    assert rec.statuses == ["mock.begin", "mock.success"]
+    assert rec.reports[-1].outputs == {"predicted": 42}
+    r, rec, _ = runner()
+    r.run(job("Polls", event="mock"))
+    assert rec.statuses == ["mock.passed"]
