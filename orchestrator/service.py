@@ -146,8 +146,9 @@ class Service:
                 id=str(uuid.uuid4()), deployment_id=dep.deployment_id, model_id=dep.model_id,
                 model_key=dep.key, process_name=process_name, status=ProcessStatus.RUNNING.value,
                 content=dumps(dict(variables)), start_time=now, debug=debug, mock=mock, version=0)
-            entries = self._advance(tx, pk, run, mock, now, status=ProcessStatus.RUNNING, version=0,
-                                    calls=None)
+            # A model that fails on its first steps (a variable it needs is missing) is a bad
+            # request: raising rolls the process row back, nothing is written or enqueued.
+            entries = self._advance(tx, pk, run, mock, now, version=0, calls=run.advance())
             row = tx.get_process(pk)
         self._cache_run(row, run)
         self.publish(entries)
@@ -261,11 +262,10 @@ class Service:
         for row, r in items:
             if not run.complete(row.spiff_task_id, r.outputs):
                 log.info("task %s of process %s was no longer waiting", row.pk, proc.pk)
-        return self._advance(tx, proc.pk, run, proc.mock, now, status=ProcessStatus.RUNNING,
-                             version=proc.version, calls=None)
+        return self._advance(tx, proc.pk, run, proc.mock, now, version=proc.version, calls=None)
 
-    def _advance(self, tx: Tx, pk: int, run: Run, mock: bool, now: datetime, *, status: ProcessStatus,
-                 version: int, calls: list[StoneCall] | None) -> list[OutboxEntry]:
+    def _advance(self, tx: Tx, pk: int, run: Run, mock: bool, now: datetime, *, version: int,
+                 calls: list[StoneCall] | None) -> list[OutboxEntry]:
         """Step the workflow, create rows and jobs for new stone tasks, save it (guarded by version)."""
         values: dict[str, Any] = {}
         try:
