@@ -22,7 +22,7 @@ def create_app(test_config: dict[str, Any] | None = None, service: Service | Non
     settings: Settings = (test_config or {}).get("SETTINGS") or Settings.from_env()
     app.config.update(
         RESTX_MASK_SWAGGER=False,
-        ERROR_404_HELP=False,
+        RESTX_ERROR_404_HELP=False,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         JSON_SORT_KEYS=False,
     )

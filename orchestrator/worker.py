@@ -80,6 +80,7 @@ class JobRunner:
         deadline_s = float(job.get("deadline_s") or stone.monitor_deadline_s)
         job = {**job, "event": "monitor", "state": ctx.state, "poll": 0,
                "interval": interval, "deadline": self.clock() + deadline_s}
+        self._report(job, S.MONITOR_BEGIN, progress=0)
         self._monitor(stone, ctx, job)
 
     def _monitor(self, stone: Stone, ctx: StoneContext, job: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ import os
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -84,9 +85,9 @@ def redis_client(redis_url) -> Iterator[redis.Redis]:
 
 # ------------------------------------------------------------------ databases
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A throw-away database for this test session, migrated once."""
+@contextmanager
+def scratch_postgres() -> Iterator[str]:
+    """A throw-away, migrated PostgreSQL database, dropped afterwards."""
     require_postgres()
     name = f"orch_test_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(normalize_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
@@ -100,6 +101,12 @@ def postgres_database() -> Iterator[str]:
         with admin.connect() as cx:
             cx.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    with scratch_postgres() as url:
+        yield url
 
 
 TABLES = ("task_events", "outbox", "tasks", "processes", "deployments", "models")

@@ -83,9 +83,9 @@ def test_start_then_monitor_polls_with_countdown_until_done():
     clock = Clock()
     r, rec, queued = runner(clock)
     r.run(job("Polls"))
-    assert rec.statuses == ["start.begin", "start.success", "monitor.begin"]
+    assert rec.statuses == ["start.begin", "start.success", "monitor.begin", "monitor.begin"]
     assert rec.reports[1].state == {"id": "r-1"}
-    assert rec.reports[2].progress == "0"
+    assert rec.reports[3].progress == "0"
     (next_job, countdown), = queued
     assert countdown == 2.0 and next_job["event"] == "monitor" and next_job["poll"] == 1
     assert next_job["deadline"] == 1010.0
@@ -130,7 +130,7 @@ def test_start_error_is_start_failed_with_reason():
 def test_monitor_failed_result():
     r, rec, _ = runner()
     r.run(job("Refuses"))
-    assert rec.statuses == ["start.begin", "start.success", "monitor.failed"]
+    assert rec.statuses == ["start.begin", "start.success", "monitor.begin", "monitor.failed"]
     assert rec.reports[-1].reason == "instance went to error state"
 
 

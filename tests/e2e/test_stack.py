@@ -1,0 +1,203 @@
+"""End to end: real ``orchestrator api``, ``engine`` and ``worker`` processes, driven over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from tests.bpmn import chain
+from tests.conftest import EXAMPLES, ROOT, scratch_postgres
+
+pytestmark = pytest.mark.e2e
+
+CLUSTER_VARS = {"projectId": "11111", "regionId": "bcc", "vpcId": "vpc-509A87BA", "subnetId": "subnet-439A34CC",
+                "imageId": "ami-2F051345", "slaveNum": "6", "master-1a": {"instanceType": "m2.large"},
+                "slave-": {"instanceType": "m2.large"}, "Bingo::RS::FRONT::RSBILLING": {}, "SipRS::Mock": False}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    def __init__(self, env: dict[str, str], logs: Path):
+        self.env = env
+        self.logs = logs
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], env=self.env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    def spawn(self, name: str, *args: str) -> None:
+        log = open(self.logs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+        self.procs[name] = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], env=self.env,
+                                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for name, p in self.procs.items():
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+                print(f"{name} had to be killed")
+
+    def check_alive(self) -> None:
+        for name, p in self.procs.items():
+            if p.poll() is not None:
+                tail = (self.logs / f"{name}.log").read_text()[-3000:]
+                pytest.fail(f"{name} exited with {p.returncode}:\n{tail}")
+
+    def start(self, key: str, variables: dict, name: str = "e2e") -> dict:
+        r = requests.post(f"{self.base}/process", json={"key": key, "processName": name, "variables": variables},
+                          timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def wait(self, pid: str, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = requests.get(f"{self.base}/process/{pid}", timeout=10).json()
+            if proc["processStatus"] != "running":
+                return proc
+            self.check_alive()
+            time.sleep(0.1)
+        pytest.fail(f"process {pid} still running after {timeout}s: {self.tasks(pid)}")
+
+    def tasks(self, pid: str) -> list[dict]:
+        return requests.get(f"{self.base}/task", params={"processInstanceId": pid}, timeout=10).json()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def stack(request, redis_url, tmp_path_factory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp(f"stack-{request.param}")
+    with (scratch_postgres() if request.param == "postgresql" else _sqlite(tmp)) as db_url:
+        stream = f"orch:status:e2e:{request.param}"
+        redis.Redis.from_url(redis_url).flushdb()
+        env = {**os.environ, "ORCH_DATABASE_URL": db_url, "ORCH_REDIS_URL": redis_url, "ORCH_VAR_DIR": str(tmp),
+               "ORCH_STATUS_STREAM": stream, "ORCH_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
+        s = Stack(env, tmp)
+        s.cli("db", "upgrade")
+        for f in ("noop_chain.bpmn", "parallel_disks.bpmn", "provision_cluster.bpmn"):
+            assert "deployed" in s.cli("deploy", str(EXAMPLES / f))
+        failing = tmp / "failing.bpmn"
+        failing.write_text(chain("failing", ("ok", "NoopStone", {}),
+                                 ("boom", "ShellStone", {"command": "&apos;echo broken >&amp;2; exit 3&apos;"}),
+                                 ("never", "NoopStone", {})))
+        s.cli("deploy", str(failing))
+        shell = tmp / "shell.bpmn"
+        shell.write_text(chain("shell", ("hello", "ShellStone", {"command": "&apos;echo hello-$((6*7))&apos;"})))
+        s.cli("deploy", str(shell))
+        s.spawn("api", "api", "--port", str(s.port))
+        s.spawn("engine", "engine")
+        s.spawn("worker", "worker", "--stones", "NoopStone,SleepStone,ShellStone", "--concurrency", "2")
+        try:
+            _wait_http(s)
+            yield s
+        finally:
+            s.stop()
+
+
+class _sqlite:
+    def __init__(self, tmp: Path):
+        self.url = f"sqlite:///{tmp / 'orchestrator.db'}"
+
+    def __enter__(self) -> str:
+        return self.url
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+def _wait_http(s: Stack) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        s.check_alive()
+        try:
+            if requests.get(f"{s.base}/health", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    pytest.fail("API did not come up")
+
+
+def test_sequential_model_to_success(stack):
+    pid = stack.start("noop_chain", {})["processInstanceId"]
+    proc = stack.wait(pid)
+    assert proc["processStatus"] == "success", proc
+    tasks = stack.tasks(pid)
+    assert [t["name"] for t in tasks] == [f"step {i}" for i in range(1, 6)]
+    assert all(t["status"] == "monitor.success" and t["endTime"] for t in tasks)
+    history = requests.get(f"{stack.base}/task/{tasks[0]['taskId']}/history", timeout=5).json()
+    steps = ["start.begin", "start.success", "monitor.begin", "monitor.success"]
+    # produce.success is recorded unless the worker's start.begin overtook the relay's bookkeeping
+    assert [h["status"] for h in history] in (["produce.success", *steps], steps)
+
+
+def test_parallel_gateway_model_to_success(stack):
+    pid = stack.start("parallel_disks", {"imageId": "ami-1", "vmOutputs": {"ip": "10.0.0.9"},
+                                         "billing": "yes"})["processInstanceId"]
+    proc = stack.wait(pid)
+    assert proc["processStatus"] == "success", proc
+    tasks = stack.tasks(pid)
+    assert sorted(t["namespace"] or "-" for t in tasks) == ["-", "disk-a", "disk-b", "vm"]
+    native = json.loads(proc["nativeOutputs"])
+    assert native["vm"]["ip"] == "10.0.0.9" and native["disk-a"]["stone"] == "NoopStone"
+
+
+def test_the_seeds_request_runs_six_slaves_in_parallel(stack):
+    pid = stack.start("provision_cluster", CLUSTER_VARS, name="test")["processInstanceId"]
+    proc = stack.wait(pid)
+    assert proc["processStatus"] == "success", proc
+    tasks = stack.tasks(pid)
+    slaves = [t for t in tasks if t["name"] == "slave"]
+    assert sorted(t["namespace"] for t in slaves) == [f"slave-{i}" for i in range(1, 7)]
+    assert all(json.loads(t["params"])["instanceType"] == "m2.large" for t in slaves)
+    # in parallel: every slave was created before any of them ended
+    assert max(t["createTime"] for t in slaves) <= min(t["endTime"] for t in slaves)
+    master = next(t for t in tasks if t["namespace"] == "master-1a")
+    assert master["progress"] == "100"
+
+
+def test_shell_stone_outputs_reach_the_process(stack):
+    proc = stack.wait(stack.start("shell", {})["processInstanceId"])
+    assert proc["processStatus"] == "success", proc
+    (task,) = stack.tasks(proc["processInstanceId"])
+    outputs = json.loads(task["outputs"])
+    assert outputs["exitCode"] == 0 and outputs["stdout"].strip() == "hello-42"
+
+
+def test_a_failing_stone_fails_the_process(stack):
+    pid = stack.start("failing", {})["processInstanceId"]
+    proc = stack.wait(pid)
+    assert proc["processStatus"] == "failed", proc
+    assert "exited with 3" in proc["reason"] and "broken" in proc["reason"]
+    tasks = stack.tasks(pid)
+    assert [(t["name"], t["status"]) for t in tasks] == [("ok", "monitor.success"), ("boom", "monitor.failed")]
+
+
+def test_many_processes_at_once_all_finish(stack):
+    pids = [stack.start("noop_chain", {"n": i})["processInstanceId"] for i in range(40)]
+    assert {stack.wait(pid)["processStatus"] for pid in pids} == {"success"}
