@@ -72,19 +72,54 @@ def say(msg: str) -> None:
 # ---------------------------------------------------------------------------- child processes
 
 
-def _cpu_ticks(pid: int) -> int:
-    """utime+stime (clock ticks) of a process and its live descendants; 0 when it is gone."""
-    total = 0
+@dataclass(frozen=True)
+class ProcStat:
+    ppid: int
+    comm: str
+    title: str  # the command line (PostgreSQL backends name their database there)
+    ticks: int  # utime + stime
+
+
+def proc_snapshot() -> dict[int, ProcStat]:
+    """Every process of the machine with its CPU time so far (empty off Linux)."""
+    out: dict[int, ProcStat] = {}
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                total += sum(_cpu_ticks(int(c)) for c in f.read().split())
-    except (OSError, ValueError, IndexError):
-        pass
-    return total
+        entries = os.listdir("/proc")
+    except OSError:
+        return out
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                raw = f.read()
+            comm = raw[raw.index("(") + 1:raw.rindex(")")]
+            fields = raw[raw.rindex(")") + 2:].split()
+            title = ""
+            if comm == "postgres":
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    title = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            out[int(entry)] = ProcStat(int(fields[1]), comm, title, int(fields[11]) + int(fields[12]))
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    return out
+
+
+def _descendants(roots: dict[int, str], snap: dict[int, ProcStat]) -> dict[int, str]:
+    """pid -> label for the given root pids and all their descendants."""
+    kids: dict[int, list[int]] = defaultdict(list)
+    for pid, st in snap.items():
+        kids[st.ppid].append(pid)
+    out: dict[int, str] = {}
+    for root, label in roots.items():
+        stack = [root]
+        while stack:
+            pid = stack.pop()
+            if pid in out:
+                continue
+            out[pid] = label
+            stack += kids.get(pid, [])
+    return out
 
 
 def _machine_ticks() -> tuple[int, int] | None:
@@ -143,11 +178,8 @@ class Children:
                 raise BenchError(f"{child.name} (pid {child.process.pid}) exited with code {code}; "
                                  f"{child.log_path}:\n{child.tail()}")
 
-    def cpu_by_role(self) -> dict[str, int]:
-        out: dict[str, int] = defaultdict(int)
-        for child in self.children:
-            out[child.role] += _cpu_ticks(child.process.pid)
-        return dict(out)
+    def roles(self) -> dict[int, str]:
+        return {c.process.pid: c.role for c in self.children}
 
     def stop_all(self) -> None:
         """SIGTERM every child's process group, then SIGKILL what is left after STOP_TIMEOUT_S."""
@@ -388,27 +420,49 @@ class RoundResult:
 
 
 class Measure:
-    """CPU used by each child role, the benchmark itself and the whole machine over a window."""
+    """CPU seconds used over a window by each child role, the benchmark, Redis, PostgreSQL and
+    everything else running on the machine (this box may be shared: foreign load shows here)."""
 
-    def __init__(self, children: Children):
+    def __init__(self, children: Children, bench_db: str = BENCH_DB):
         self.children = children
+        self.bench_db = bench_db
         self.t0 = time.perf_counter()
-        self.roles0 = children.cpu_by_role()
-        self.self0 = sum(os.times()[:2])
+        self.snap0 = proc_snapshot()
         self.machine0 = _machine_ticks()
+
+    def _label(self, pid: int, st: ProcStat, ours: dict[int, str]) -> str:
+        if pid in ours:
+            return ours[pid]
+        if st.comm == "redis-server":
+            return "redis-server"
+        if st.comm == "postgres":
+            return "postgres (orch_bench)" if f" {self.bench_db} " in f" {st.title} " else "postgres (other)"
+        return f"other: {st.comm}"
 
     def finish(self) -> dict[str, Any]:
         wall = time.perf_counter() - self.t0
-        roles = self.children.cpu_by_role()
-        out: dict[str, Any] = {"window_s": round(wall, 3)}
-        cpu = {role: round((roles.get(role, 0) - self.roles0.get(role, 0)) / _TICK, 2) for role in roles}
-        cpu["bench (this process)"] = round(sum(os.times()[:2]) - self.self0, 2)
+        snap1 = proc_snapshot()
         machine1 = _machine_ticks()
+        roots = {**self.children.roles(), os.getpid(): "bench (this process)"}  # children first
+        ours = _descendants(roots, snap1)
+        ticks: dict[str, int] = defaultdict(int)
+        for pid, st in snap1.items():
+            before = self.snap0.get(pid)
+            delta = st.ticks - (before.ticks if before is not None and before.comm == st.comm else 0)
+            if delta > 0:
+                ticks[self._label(pid, st, ours)] += delta
+        cpu = {k: round(v / _TICK, 2) for k, v in sorted(ticks.items(), key=lambda kv: -kv[1])}
+        out: dict[str, Any] = {"window_s": round(wall, 3)}
         if self.machine0 and machine1:
             busy = (machine1[0] - self.machine0[0]) / _TICK
-            cpu["everything else (db, redis, ...)"] = round(max(0.0, busy - sum(cpu.values())), 2)
             out["machine_busy_pct"] = round(100.0 * (machine1[0] - self.machine0[0])
                                             / max(1, machine1[1] - self.machine0[1]), 1)
+            out["machine_busy_cpu_s"] = round(busy, 2)
+            # Processes that ended inside the window (and kernel work) are not in any snapshot.
+            cpu["unattributed (exited processes, kernel)"] = round(max(0.0, busy - sum(cpu.values())), 2)
+        mine = set(self.children.roles().values()) | {"bench (this process)", "redis-server",
+                                                         "postgres (orch_bench)"}
+        out["foreign_cpu_s"] = round(sum(v for k, v in cpu.items() if k not in mine), 2)
         out["cpu_s"] = cpu
         return out
 
@@ -601,7 +655,6 @@ class PipelineRound:
         for ppk, items in by_process.items():
             start, end = procs[ppk]
             add("process_ms", _ms(end, start))
-            add("api_to_first_task_ms", _ms(items[0][1], start))
             for i, (tpk, created) in enumerate(items):
                 begin = first_at.get((tpk, "start.begin"))
                 produced = first_at.get((tpk, "produce.success"))
@@ -709,7 +762,7 @@ def print_table(results: list[RoundResult]) -> None:
     for r in results:
         cpu = r.extra.get("cpu", {}).get("cpu_s")
         if cpu:
-            parts = ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+            parts = ", ".join(f"{k} {v:.1f}" for k, v in cpu.items() if v >= 0.1)
             say(f"  cpu s in {r.side} {r.index} ({r.wall_s:.1f}s wall): {parts}")
     for r in results:
         lb = r.extra.get("latency_breakdown")

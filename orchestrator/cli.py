@@ -20,6 +20,8 @@ def _settings() -> Settings:
 
 def _logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # SpiffWorkflow logs every task state change at INFO: noise, and CPU on the hot path.
+    logging.getLogger("spiff").setLevel(logging.WARNING)
 
 
 @click.group()
