@@ -14,7 +14,7 @@ import time
 
 from sqlalchemy.exc import OperationalError
 
-from orchestrator.service import Service
+from orchestrator.service import Effects, Service
 from orchestrator.status import StatusReport, StatusStream
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,8 @@ class EngineLoop:
         if now - self._last_sweep > self.sweep_every_s:
             self._last_sweep = now
             self.service.sweep_outbox()
+            self.service.fire_due_timers()
+            self.service.reconcile()
             self.stream.trim()
         return len(entries)
 
@@ -65,7 +67,7 @@ class EngineLoop:
             return
         except Exception:
             log.exception("a batch of %d reports failed; applying them one by one", len(reports))
-            outbox = []
+            outbox = Effects()
             for report in reports:
                 try:
                     outbox += self.service.apply_reports([report])

@@ -8,6 +8,7 @@ from typing import Any
 from celery import Celery
 
 from orchestrator.celery_app import JOB_TASK
+from orchestrator.jobguard import RedisJobGuard
 from orchestrator.worker import job_repr
 
 log = logging.getLogger(__name__)
@@ -19,27 +20,38 @@ def queue_for(stone: str) -> str:
 
 def job_for(*, process_pk: int, task_pk: int, task_uuid: str, attempt: int, stone: str, event: str,
             name: str, namespace: str | None, params: dict[str, Any], state: dict[str, Any] | None = None,
-            properties: dict[str, str] | None = None) -> dict[str, Any]:
+            properties: dict[str, str] | None = None, generation: int = 1,
+            countdown: float | None = None) -> dict[str, Any]:
     """The message a worker receives. Self-contained: workers never read the database."""
     props = properties or {}
     job: dict[str, Any] = {
         "process": process_pk, "task": task_pk, "attempt": attempt, "stone": stone, "event": event,
         "name": name, "namespace": namespace, "params": params, "state": state or {},
-        # Deterministic: a duplicate delivery of the same attempt hands the provider the same key.
-        "key": f"{task_uuid}-{attempt}",
+        # Deterministic: a duplicate delivery, a re-dispatch or a retry hands the provider the same key.
+        "key": f"{task_uuid}-{generation}",
     }
-    if "monitorInterval" in props:
-        job["interval"] = float(props["monitorInterval"])
-    if "monitorDeadline" in props:
-        job["deadline_s"] = float(props["monitorDeadline"])
+    for prop, field, kind in _PROPERTIES:
+        if prop in props:
+            job[field] = kind(props[prop])
+    if countdown:
+        job["countdown"] = countdown
     return job
 
 
-class Dispatcher:
-    """Publishes jobs over one reused producer connection."""
+# BPMN properties of a service task that tune its job: (property, job field, type).
+_PROPERTIES = (("monitorInterval", "interval", float), ("monitorDeadline", "deadline_s", float),
+               ("retryAttempts", "retry_attempts", int), ("retryBackoff", "retry_backoff", float))
 
-    def __init__(self, app: Celery):
+
+class Dispatcher:
+    """Publishes jobs over one reused producer connection; revokes tasks that must not start."""
+
+    def __init__(self, app: Celery, guard: RedisJobGuard | None = None):
         self.app = app
+        self.guard = guard or RedisJobGuard(app.conf.orchestrator_settings.redis_url)
+
+    def revoke(self, task_pks: list[int]) -> None:
+        self.guard.revoke(task_pks)
 
     def publish(self, jobs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
         """Publish every job; return ``(job, reason)`` for those the broker refused."""

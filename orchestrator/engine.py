@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -24,8 +25,12 @@ from SpiffWorkflow.bpmn.parser.BpmnParser import full_tag
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import ErrorEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
 from SpiffWorkflow.bpmn.specs.mixins.service_task import ServiceTask as ServiceTaskMixin
+from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
@@ -371,6 +376,54 @@ class Run:
                 task.data.update(outputs)
         task.complete()
         return True
+
+    def catch_error(self, spiff_task_id: str, code: str) -> bool:
+        """Route a stone's failure code to the task's own error boundary events (and no other).
+
+        True when one caught it: the task is cancelled and the boundary path runs instead.
+        """
+        task = self.wf.get_task_from_id(UUID(spiff_task_id))
+        if task is None or task.state != TaskState.STARTED or task.parent is None:
+            return False
+        caught = False
+        for sibling in task.parent.children:
+            spec = sibling.task_spec
+            definition = getattr(spec, "event_definition", None)
+            if (isinstance(spec, BoundaryEvent) and isinstance(definition, ErrorEventDefinition)
+                    and sibling.state == TaskState.WAITING and definition.code in (None, code)):
+                event = BpmnEvent(ErrorEventDefinition(definition.name, code=code), payload={"code": code})
+                spec.catch(sibling, event)
+                spec._update(sibling)  # what SpiffWorkflow's own event manager does after a catch
+                caught = True
+                break
+        return caught
+
+    def fire_timers(self) -> None:
+        """Let timer events whose time has come fire (the caller then advances)."""
+        self.wf.refresh_timers()
+
+    def next_timer(self) -> datetime | None:
+        """When the earliest waiting timer event fires, if any."""
+        times = []
+        for task in self.wf.get_tasks(state=TaskState.WAITING):
+            if isinstance(getattr(task.task_spec, "event_definition", None), TimerEventDefinition):
+                value = task.internal_data.get("event_value")
+                if isinstance(value, str):
+                    try:
+                        times.append(datetime.fromisoformat(value).astimezone(UTC).replace(tzinfo=None))
+                    except ValueError:
+                        continue
+        return min(times) if times else None
+
+    def cancelled_stone_tasks(self) -> list[str]:
+        """Dispatched stone tasks the workflow cancelled (a timer or error boundary interrupted them)."""
+        found = []
+        for task in self.wf.get_tasks(state=TaskState.CANCELLED):
+            if (isinstance(task.task_spec, StoneTask) and task.internal_data.get("dispatched")
+                    and not task.internal_data.get("cancel_handled")):
+                task.internal_data["cancel_handled"] = True
+                found.append(str(task.id))
+        return found
 
     def cancel(self) -> list[str]:
         """Cancel the workflow; return the spiff ids of stone tasks that were in flight."""

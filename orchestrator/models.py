@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
     Text,
     UniqueConstraint,
@@ -27,7 +28,13 @@ PK = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):
-    pass
+    # Named constraints, so later migrations can alter them on every database (SQLite included).
+    metadata = MetaData(naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    })
 
 
 class Model(Base):
@@ -62,6 +69,9 @@ class Process(Base):
 
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(36), unique=True)
+    # ``main``, or the derived ``rollback`` / ``cancel`` / ``delete`` process of ``parent_pk``.
+    kind: Mapped[str] = mapped_column(String(16), default="main", server_default="main")
+    parent_pk: Mapped[int | None] = mapped_column(PK, index=True)
     deployment_id: Mapped[str] = mapped_column(ForeignKey("deployments.deployment_id"), index=True)
     model_id: Mapped[str] = mapped_column(String(36))
     model_key: Mapped[str | None] = mapped_column(String(255))
@@ -80,6 +90,8 @@ class Process(Base):
     rollback_process_pk: Mapped[int | None] = mapped_column(PK)
     cancel_process_pk: Mapped[int | None] = mapped_column(PK)
     delete_process_pk: Mapped[int | None] = mapped_column(PK)
+    # When the earliest timer event of the workflow fires (the engine polls for due ones).
+    next_timer_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
     # Bumped at every save of ``workflow_state``: lets the engine reuse an in-memory copy.
     version: Mapped[int] = mapped_column(Integer, default=0)
     workflow_state: Mapped[str | None] = mapped_column(Text)
@@ -89,7 +101,7 @@ class Task(Base):
     """One service-task execution by one stone: the shared task table."""
 
     __tablename__ = "tasks"
-    __table_args__ = (UniqueConstraint("process_pk", "spiff_task_id"),)
+    __table_args__ = (UniqueConstraint("process_pk", "spiff_task_id", "event"),)
 
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(36), unique=True)
@@ -99,6 +111,13 @@ class Task(Base):
     name: Mapped[str] = mapped_column(String(255))
     namespace: Mapped[str | None] = mapped_column(String(255))
     stone: Mapped[str] = mapped_column(String(255))
+    # What this row runs: start (then monitor), mock, or in a derived process rollback/delete/cancel.
+    event: Mapped[str] = mapped_column(String(16), default="start", server_default="start")
+    # In a derived process: the main-process task it undoes, and its place in the order.
+    origin_pk: Mapped[int | None] = mapped_column(PK)
+    seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Monitor settings, retry policy overrides from the model (BPMN properties).
+    properties: Mapped[str | None] = mapped_column(Text)
     # None until the job is handed to the broker (then ``produce.success``).
     status: Mapped[str | None] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)
@@ -108,6 +127,11 @@ class Task(Base):
     # The stone's own state between events (what ``start`` returned), for monitor/rollback/delete.
     state: Mapped[str | None] = mapped_column(Text)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
+    # Bumped by reRun only (not by automatic retries): part of the stone's idempotency key, so a
+    # retry finds what the failed attempt made while a reRun asks the provider afresh.
+    generation: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # How often the reconciler had to re-send a job (lost message, dead worker).
+    redispatches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The reconciler re-dispatches a task whose lease passed without news.
     lease_until: Mapped[datetime | None] = mapped_column(DateTime, index=True)
     create_time: Mapped[datetime] = mapped_column(DateTime)

@@ -3,6 +3,10 @@
 The engine's hot path is ``apply_reports``: one transaction per batch of status reports,
 process rows locked, workflows advanced, new task rows and their jobs (outbox) written
 with the workflow state; the jobs are published only after the commit.
+
+Failure handling, cancel and delete run *derived processes*: processes like any other,
+with their own task rows (one per stone event to run), linked from the main process by
+``rollbackProcessInstanceId`` / ``cancelProcessInstanceId`` / ``deleteProcessInstanceId``.
 """
 
 from __future__ import annotations
@@ -12,23 +16,44 @@ import logging
 import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row
 
+from orchestrator import outputs as output_template
 from orchestrator.config import Settings
 from orchestrator.dispatch import Dispatcher, job_for
 from orchestrator.engine import CompiledModel, Run, StoneCall, WorkflowError, compile_bpmn
-from orchestrator.errors import InvalidInput, NotFound
-from orchestrator.states import TASK_DONE, TASK_ENDED, TASK_FAILED, ProcessStatus, TaskStatus, can_transition
+from orchestrator.errors import Conflict, InvalidInput, NotFound
+from orchestrator.states import (
+    TASK_DONE,
+    TASK_ENDED,
+    TASK_FAILED,
+    TASK_IN_FLIGHT,
+    ProcessStatus,
+    TaskStatus,
+    accepts,
+    can_transition,
+)
 from orchestrator.status import StatusReport
 from orchestrator.store import TASK_MUTABLE, Store, Tx, dumps
 
 log = logging.getLogger(__name__)
 
 MOCK_VARIABLE = "SipRS::Mock"
+P = ProcessStatus
+S = TaskStatus
+
+# Derived process kind -> (parent status while it runs, parent status when it succeeded / failed,
+# whether its tasks run one after the other, the link column on the parent).
+DERIVED = {
+    "rollback": (P.ROLLBACKING, P.ROLLBACKED, P.ROLLBACK_FAILED, True, "rollback_process_pk"),
+    "delete": (P.DELETING, P.DELETED, P.DELETE_FAILED, True, "delete_process_pk"),
+    "cancel": (P.CANCELING, P.CANCELED, P.CANCELED, False, "cancel_process_pk"),
+}
+DELETABLE = (P.SUCCESS, P.ROLLBACKED, P.ROLLBACK_FAILED, P.CANCELED, P.DELETE_FAILED)
 
 
 def utcnow() -> datetime:
@@ -51,11 +76,34 @@ class OutboxEntry:
     job: dict[str, Any]
 
 
+@dataclass
+class Effects:
+    """What a committed transaction still has to do outside the database."""
+
+    jobs: list[OutboxEntry] = field(default_factory=list)
+    revoke: list[int] = field(default_factory=list)
+    # Workflows saved in the transaction: pk -> (new version, run), cached once it commits.
+    saved: dict[int, tuple[int, Run]] = field(default_factory=dict)
+
+    def __iadd__(self, other: Effects) -> Effects:
+        self.jobs += other.jobs
+        self.revoke += other.revoke
+        self.saved.update(other.saved)
+        return self
+
+    def __bool__(self) -> bool:
+        return bool(self.jobs or self.revoke)
+
+
 def parse_public_id(value: str, what: str) -> int:
     """``processInstanceId`` / ``taskId`` are decimal strings; anything else cannot exist."""
     if not isinstance(value, str) or not value.isdigit() or len(value) > 18:
         raise NotFound(f"{what} {value!r} not found")
     return int(value)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text in (None, "") else json.loads(text)
 
 
 class Service:
@@ -69,11 +117,13 @@ class Service:
         self._runs: OrderedDict[int, tuple[int, Run]] = OrderedDict()
         self._run_cache_size = run_cache_size
 
-    # ------------------------------------------------------------------ models
+    # ================================================================== models
 
     def deploy(self, xml: bytes | str, key: str | None = None, name: str | None = None,
-               filename: str = "model.bpmn") -> Row:
+               filename: str = "model.bpmn", output_template_text: str | None = None) -> Row:
         compiled = compile_bpmn(xml, filename=filename)
+        if output_template_text is not None:
+            output_template.check_template(output_template_text)
         key = key or compiled.process_id
         if not key or len(key) > 255:
             raise InvalidInput("model key must be 1 to 255 characters")
@@ -83,7 +133,8 @@ class Service:
         deployment_id = str(uuid.uuid4())
         with self.store.transaction() as tx:
             latest = tx.latest_deployment(key=key)
-            if latest is not None and latest.bpmn_xml == text and latest.name == name:
+            if (latest is not None and latest.bpmn_xml == text and latest.name == name
+                    and latest.output_template == output_template_text):
                 return latest  # re-deploying the same document makes no new version
             model = tx.get_model_by_key(key)
             model_id = model.model_id if model else str(uuid.uuid4())
@@ -92,7 +143,7 @@ class Service:
             tx.insert_deployment(
                 deployment_id=deployment_id, model_id=model_id, key=key, version=tx.next_version(key),
                 name=name, process_id=compiled.process_id, bpmn_xml=text, spec_json=compiled.spec_json(),
-                output_template=None, created_at=now)
+                output_template=output_template_text, created_at=now)
             row = tx.get_deployment(deployment_id)
         self._models[deployment_id] = compiled
         return row
@@ -132,28 +183,7 @@ class Service:
             compiled = self._models[deployment_id] = CompiledModel.from_spec_json(dep.spec_json)
         return compiled
 
-    # ------------------------------------------------------------------ processes
-
-    def start_process(self, ref: ModelRef, process_name: str, variables: Mapping[str, Any],
-                      debug: bool = False) -> Row:
-        now = utcnow()
-        with self.store.transaction() as tx:
-            dep = self._resolve(tx, ref)
-            compiled = self._compiled(tx, dep.deployment_id)
-            run = Run.start(compiled, variables)
-            mock = variables.get(MOCK_VARIABLE) in (True, "true", "True", 1, "1")
-            pk = tx.insert_process(
-                id=str(uuid.uuid4()), deployment_id=dep.deployment_id, model_id=dep.model_id,
-                model_key=dep.key, process_name=process_name, status=ProcessStatus.RUNNING.value,
-                content=dumps(dict(variables)), start_time=now, debug=debug, mock=mock, version=0)
-            # A model that fails on its first steps (a variable it needs is missing) is a bad
-            # request: raising rolls the process row back, nothing is written or enqueued.
-            entries = self._advance(tx, pk, run, mock, now, version=0, calls=run.advance())
-            row = tx.get_process(pk)
-        self._cache_run(row, run)
-        self.publish(entries)
-        with self.store.read() as tx:
-            return tx.get_process(pk)
+    # ================================================================== reading
 
     def get_process(self, process_instance_id: str) -> Row:
         pk = parse_public_id(process_instance_id, "process")
@@ -185,34 +215,148 @@ class Service:
                 raise NotFound(f"task {task_id!r} not found")
             return list(tx.task_events(pk))
 
-    # ------------------------------------------------------------------ the engine
+    # ================================================================== starting
 
-    def apply_reports(self, reports: Iterable[StatusReport]) -> list[OutboxEntry]:
-        """Apply a batch of status reports in one transaction; return the jobs to publish.
+    def start_process(self, ref: ModelRef, process_name: str, variables: Mapping[str, Any],
+                      debug: bool = False) -> Row:
+        now = utcnow()
+        fx = Effects()
+        with self.store.transaction() as tx:
+            dep = self._resolve(tx, ref)
+            compiled = self._compiled(tx, dep.deployment_id)
+            run = Run.start(compiled, variables)
+            mock = variables.get(MOCK_VARIABLE) in (True, "true", "True", 1, "1")
+            pk = tx.insert_process(
+                id=str(uuid.uuid4()), deployment_id=dep.deployment_id, model_id=dep.model_id,
+                model_key=dep.key, process_name=process_name, status=P.RUNNING.value,
+                content=dumps(dict(variables)), start_time=now, debug=debug, mock=mock, version=0)
+            # A model that fails on its first steps (a variable it needs is missing) is a bad
+            # request: raising rolls the process row back, nothing is written or enqueued.
+            proc = tx.get_process(pk)
+            self._advance(tx, proc, run, now, fx, calls=run.advance())
+        self._commit_cache(fx)
+        self.publish(fx)
+        with self.store.read() as tx:
+            return tx.get_process(pk)
 
-        A report is applied only if its attempt is the task's current one and the
-        transition table allows it: duplicates and late reports change nothing.
+    # ================================================================== operator actions
+
+    def cancel_process(self, process_instance_id: str) -> Row:
+        """Stop a running process: a cancel process runs ``cancel`` on the tasks in flight."""
+        pk = parse_public_id(process_instance_id, "process")
+        now = utcnow()
+        fx = Effects()
+        try:
+            with self.store.transaction() as tx:
+                proc = self._locked(tx, pk)
+                if proc.kind != "main":
+                    raise Conflict(f"process {pk} is a {proc.kind} process: it cannot be canceled")
+                tx.move_process(pk, (P.RUNNING, P.DEBUG), P.CANCELING, reason="canceled by request",
+                                next_timer_at=None)
+                if proc.workflow_state:
+                    run = self._load_run(tx, proc)
+                    run.cancel()
+                    self._save_run(tx, proc, run, fx)
+                tasks = [t for t in tx.list_tasks(pk) if t.event in ("start", "mock")]
+                waiting = [t.pk for t in tasks if t.status is None]
+                fx.revoke += tx.cancel_tasks(waiting, now, "canceled before it started")
+                # A handed-over job may be starting right now: it gets a cancel too (see jobguard).
+                to_cancel = [t for t in tasks if t.status in TASK_IN_FLIGHT or t.status == S.PRODUCE_SUCCESS]
+                fx.revoke += [t.pk for t in to_cancel]
+                self._derive(tx, tx.get_process(pk), "cancel", to_cancel, now, fx)
+        except Exception:
+            self._runs.pop(pk, None)
+            raise
+        self._runs.pop(pk, None)  # a canceled workflow never advances again
+        self.publish(fx)
+        return self.get_process(process_instance_id)
+
+    def delete_process(self, process_instance_id: str) -> Row:
+        """Clean up a finished process: a delete process runs ``delete`` of every task that started."""
+        pk = parse_public_id(process_instance_id, "process")
+        now = utcnow()
+        fx = Effects()
+        with self.store.transaction() as tx:
+            proc = self._locked(tx, pk)
+            if proc.kind != "main":
+                raise Conflict(f"process {pk} is a {proc.kind} process: it cannot be deleted")
+            tx.move_process(pk, DELETABLE, P.DELETING)
+            self._derive(tx, tx.get_process(pk), "delete", list(tx.handed_over_tasks(pk)), now, fx)
+        self.publish(fx)
+        return self.get_process(process_instance_id)
+
+    def rerun_task(self, task_id: str) -> Row:
+        """Debug mode: run a failed task again, as a new attempt."""
+        task, fx = self._debug_action(task_id, "reRun")
+        self.publish(fx)
+        return self.get_task(str(task.pk))
+
+    def resume_task(self, task_id: str) -> Row:
+        """Debug mode: give up on the failed task, leave debug mode and roll back."""
+        task, fx = self._debug_action(task_id, "resume")
+        self.publish(fx)
+        return self.get_task(str(task.pk))
+
+    def _debug_action(self, task_id: str, action: str) -> tuple[Row, Effects]:
+        pk = parse_public_id(task_id, "task")
+        now = utcnow()
+        fx = Effects()
+        with self.store.transaction() as tx:
+            task = tx.get_task(pk)
+            if task is None:
+                raise NotFound(f"task {task_id!r} not found")
+            proc = self._locked(tx, task.process_pk)
+            if proc.kind != "main" or proc.status != P.DEBUG:
+                raise Conflict(f"{action}: process {proc.pk} is not waiting in debug mode (it is {proc.status})")
+            task = tx.get_task(pk)
+            if task.status not in TASK_FAILED or task.event not in ("start", "mock"):
+                raise Conflict(f"{action}: task {pk} has not failed (it is {task.status})")
+            if action == "reRun":
+                fx += self._new_attempt(tx, task, now, countdown=None, generation=task.generation + 1)
+                others = [t for t in tx.list_tasks(proc.pk) if t.pk != pk and t.status in TASK_FAILED]
+                if not others:  # every failed task is being run again: the process runs again
+                    tx.move_process(proc.pk, (P.DEBUG,), P.RUNNING, reason=None, end_time=None)
+            else:
+                tx.move_process(proc.pk, (P.DEBUG,), P.FAILED, end_time=now)
+                self._after_failure(tx, proc.pk, now, fx)
+        return task, fx
+
+    def _locked(self, tx: Tx, pk: int) -> Row:
+        proc = tx.lock_processes([pk]).get(pk)
+        if proc is None:
+            raise NotFound(f"process {pk!r} not found")
+        return proc
+
+    # ================================================================== the engine
+
+    def apply_reports(self, reports: Iterable[StatusReport]) -> Effects:
+        """Apply a batch of status reports in one transaction; return what to publish after it.
+
+        A report is applied only if it belongs to the task's event and current attempt and
+        the transition table allows it: duplicates and late reports change nothing.
         """
         reports = list(reports)
         if not reports:
-            return []
+            return Effects()
         now = utcnow()
         lease = timedelta(seconds=self.settings.lease_s)
         touched: set[int] = set()
+        fx = Effects()
         try:
             with self.store.transaction() as tx:
                 procs = tx.lock_processes(r.process for r in reports)
                 tasks = tx.tasks_by_pk(r.task for r in reports)
                 current: dict[int, dict[str, Any]] = {}
                 events: list[dict[str, Any]] = []
-                finished: dict[int, list[tuple[Row, StatusReport]]] = defaultdict(list)
+                ended: dict[int, list[tuple[Row, StatusReport]]] = defaultdict(list)
                 for r in reports:
                     row = tasks.get(r.task)
                     if row is None or row.process_pk != r.process:
                         log.warning("report for unknown task %s of process %s ignored", r.task, r.process)
                         continue
                     cur = current.get(r.task) or {c: getattr(row, c) for c in TASK_MUTABLE}
-                    if r.attempt != cur["attempt"] or not can_transition(cur["status"], r.status):
+                    if (r.attempt != cur["attempt"] or not accepts(row.event, r.status)
+                            or not can_transition(cur["status"], r.status)):
                         continue
                     status = TaskStatus(r.status)
                     at = datetime.fromtimestamp(r.at, UTC).replace(tzinfo=None)
@@ -224,79 +368,253 @@ class Service:
                         cur["state"] = dumps(r.state)
                     if status in TASK_ENDED:
                         cur["end_time"], cur["lease_until"] = at, None
+                        ended[r.process].append((row, r))
                     else:
                         cur["lease_until"] = now + lease
                     current[r.task] = cur
                     events.append({"task_pk": r.task, "attempt": r.attempt, "status": status.value,
                                    "reason": r.reason, "progress": r.progress, "at": at})
-                    if status in TASK_DONE or status in TASK_FAILED:
-                        finished[r.process].append((row, r))
                 tx.update_tasks([{"pk": pk, **cur} for pk, cur in current.items()])
                 tx.insert_events(events)
-                entries: list[OutboxEntry] = []
-                for ppk, items in finished.items():
+                for ppk, items in ended.items():
                     proc = procs.get(ppk)
-                    if proc is None or proc.status != ProcessStatus.RUNNING.value:
-                        continue
-                    touched.add(ppk)
-                    entries += self._on_tasks_finished(tx, proc, items, now)
-            for ppk in touched:
-                self._refresh_cache(ppk)
-            return entries
+                    if proc is not None:
+                        touched.add(ppk)
+                        self._on_ended(tx, proc, items, now, fx)
         except Exception:
-            for ppk in touched:
+            for ppk in touched:  # their cached workflows may hold uncommitted changes
                 self._runs.pop(ppk, None)
             raise
+        self._commit_cache(fx)
+        return fx
 
-    def _on_tasks_finished(self, tx: Tx, proc: Row, items: list[tuple[Row, StatusReport]],
-                           now: datetime) -> list[OutboxEntry]:
-        failures = [(row, r) for row, r in items if TaskStatus(r.status) in TASK_FAILED]
-        if failures:
-            row, r = failures[0]
-            reason = f"task {row.name} ({row.pk}) {r.status}: {r.reason or 'no reason given'}"
-            tx.save_process(proc.pk, proc.version, status=ProcessStatus.FAILED.value, end_time=now,
-                            reason=reason)
-            self._runs.pop(proc.pk, None)
-            return []
-        run = self._load_run(tx, proc)
+    def _on_ended(self, tx: Tx, proc: Row, items: list[tuple[Row, StatusReport]], now: datetime,
+                  fx: Effects) -> None:
+        if proc.kind != "main":
+            self._advance_derived(tx, proc, now, fx)
+            return
+        done, failed = [], []
         for row, r in items:
-            if not run.complete(row.spiff_task_id, r.outputs):
-                log.info("task %s of process %s was no longer waiting", row.pk, proc.pk)
-        return self._advance(tx, proc.pk, run, proc.mock, now, version=proc.version, calls=None)
+            if row.event not in ("start", "mock"):
+                continue  # a cancel row of a timed-out task: nothing for the workflow to do
+            status = TaskStatus(r.status)
+            if status in TASK_FAILED and r.retry_in is not None and proc.status in (P.RUNNING, P.DEBUG):
+                fx += self._new_attempt(tx, tx.get_task(row.pk), now, countdown=r.retry_in)
+            elif status in TASK_FAILED:
+                failed.append((row, r))
+            elif status in TASK_DONE:
+                done.append((row, r))
+        if proc.status == P.RUNNING:
+            run = self._load_run(tx, proc)
+            for row, r in done:
+                if not run.complete(row.spiff_task_id, r.outputs):
+                    log.info("task %s of process %s was no longer waiting", row.pk, proc.pk)
+            failed = [(row, r) for row, r in failed if not (r.code and run.catch_error(row.spiff_task_id, r.code))]
+            if not failed:
+                self._advance(tx, proc, run, now, fx)
+                return
+            row, r = failed[0]
+            reason = f"task {row.name} ({row.pk}) {r.status}: {r.reason or 'no reason given'}"
+            # Completed branches stay completed; nothing new is dispatched while failed or in debug.
+            self._save_run(tx, proc, run, fx)
+            if proc.debug:
+                tx.move_process(proc.pk, (P.RUNNING,), P.DEBUG, reason=reason)
+                return
+            tx.move_process(proc.pk, (P.RUNNING,), P.FAILED, reason=reason, end_time=now)
+            self._after_failure(tx, proc.pk, now, fx)
+        elif proc.status == P.DEBUG and done:
+            run = self._load_run(tx, proc)
+            for row, r in done:
+                run.complete(row.spiff_task_id, r.outputs)
+            self._save_run(tx, proc, run, fx)
+        elif proc.status == P.FAILED:
+            self._maybe_rollback(tx, proc.pk, now, fx)
 
-    def _advance(self, tx: Tx, pk: int, run: Run, mock: bool, now: datetime, *, version: int,
-                 calls: list[StoneCall] | None) -> list[OutboxEntry]:
+    def _after_failure(self, tx: Tx, pk: int, now: datetime, fx: Effects) -> None:
+        """A failed process: nothing not yet started starts; roll back once the rest settled."""
+        waiting = [t.pk for t in tx.list_tasks(pk) if t.status is None]
+        fx.revoke += tx.cancel_tasks(waiting, now, "process failed before the task started")
+        self._maybe_rollback(tx, pk, now, fx)
+
+    def _maybe_rollback(self, tx: Tx, pk: int, now: datetime, fx: Effects) -> None:
+        tasks = tx.list_tasks(pk)
+        if any(t.status in TASK_IN_FLIGHT or t.status == S.PRODUCE_SUCCESS for t in tasks):
+            return  # rolled back in reverse order of completion: wait until everything completed
+        proc = tx.get_process(pk)
+        if proc.status != P.FAILED:
+            return
+        tx.move_process(pk, (P.FAILED,), P.ROLLBACKING)
+        self._derive(tx, tx.get_process(pk), "rollback", list(tx.handed_over_tasks(pk)), now, fx)
+
+    def _advance(self, tx: Tx, proc: Row, run: Run, now: datetime, fx: Effects, *,
+                 calls: list[StoneCall] | None = None) -> None:
         """Step the workflow, create rows and jobs for new stone tasks, save it (guarded by version)."""
         values: dict[str, Any] = {}
         try:
             calls = run.advance() if calls is None else calls
         except WorkflowError as exc:
             calls = []
-            values.update(status=ProcessStatus.FAILED.value, end_time=now, reason=exc.message)
-        entries = self._create_tasks(tx, pk, calls, mock, now)
+            values.update(status=P.FAILED.value, end_time=now, reason=exc.message)
+        fx.jobs += self._create_tasks(tx, proc.pk, calls, proc.mock, now)
+        self._stop_interrupted(tx, proc.pk, run, now, fx)
         if not values and run.completed:
-            values.update(status=ProcessStatus.SUCCESS.value, end_time=now,
-                          native_outputs=dumps(run.data))
-        tx.save_process(pk, version, workflow_state=run.dump(), **values)
-        return entries
+            values.update(status=P.SUCCESS.value, end_time=now, native_outputs=dumps(run.data),
+                          **self._render_outputs(tx, proc, run))
+        self._save_run(tx, proc, run, fx, next_timer_at=None if values else run.next_timer(), **values)
+        if values.get("status") == P.FAILED.value:
+            self._after_failure(tx, proc.pk, now, fx)
+
+    def _save_run(self, tx: Tx, proc: Row, run: Run, fx: Effects, **values: Any) -> None:
+        tx.save_process(proc.pk, proc.version, workflow_state=run.dump(), **values)
+        fx.saved[proc.pk] = (proc.version + 1, run)
+
+    def _stop_interrupted(self, tx: Tx, pk: int, run: Run, now: datetime, fx: Effects) -> None:
+        """Stone tasks a timer or error boundary event interrupted: mark them, stop their work."""
+        interrupted = set(run.cancelled_stone_tasks())
+        if not interrupted:
+            return
+        rows = [t for t in tx.list_tasks(pk) if t.spiff_task_id in interrupted and t.event in ("start", "mock")]
+        running = [t for t in rows if t.status in TASK_IN_FLIGHT or t.status == S.PRODUCE_SUCCESS]
+        moved = tx.cancel_tasks([t.pk for t in rows], now, "interrupted by a boundary event")
+        fx.revoke += moved
+        if not running:
+            return
+        cancel_rows = [{"id": str(uuid.uuid4()), "process_pk": pk, "spiff_task_id": t.spiff_task_id,
+                        "bpmn_id": t.bpmn_id, "name": t.name, "namespace": t.namespace, "stone": t.stone,
+                        "event": "cancel", "origin_pk": t.pk, "status": None, "params": t.params, "state": t.state,
+                        "properties": t.properties, "attempt": 1, "generation": 1, "create_time": now,
+                        "lease_until": now + timedelta(seconds=self.settings.lease_s)} for t in running]
+        pks = tx.insert_tasks(cancel_rows)
+        fx.jobs += self._enqueue(tx, [(p, self._job_for_row(tx, tx.get_task(p))) for p in pks], now)
+
+    def fire_due_timers(self, limit: int = 100) -> int:
+        """Advance the running processes whose earliest timer event is due."""
+        now = utcnow()
+        fx = Effects()
+        try:
+            with self.store.transaction() as tx:
+                due = tx.due_timers(now, limit)
+                for proc in due:
+                    run = self._load_run(tx, proc)
+                    run.fire_timers()
+                    self._advance(tx, proc, run, now, fx)
+        except Exception:
+            self._runs.clear()
+            raise
+        self._commit_cache(fx)
+        self.publish(fx)
+        return len(due)
+
+    def _render_outputs(self, tx: Tx, proc: Row, run: Run) -> dict[str, Any]:
+        dep = tx.get_deployment(proc.deployment_id)
+        if not dep.output_template:
+            return {}
+        tasks = {(t.namespace or t.name): _loads(t.outputs) for t in tx.list_tasks(proc.pk)}
+        try:
+            return {"outputs": dumps(output_template.render(dep.output_template, run.data, tasks))}
+        except ValueError as exc:
+            return {"reason": f"output template failed: {exc}"}
 
     def _create_tasks(self, tx: Tx, process_pk: int, calls: list[StoneCall], mock: bool,
                       now: datetime) -> list[OutboxEntry]:
         if not calls:
             return []
         lease_until = now + timedelta(seconds=self.settings.lease_s)
+        event = "mock" if mock else "start"
         rows = [{"id": str(uuid.uuid4()), "process_pk": process_pk, "spiff_task_id": c.spiff_task_id,
                  "bpmn_id": c.bpmn_id, "name": c.name, "namespace": c.namespace, "stone": c.stone,
-                 "status": None, "params": dumps(c.params), "attempt": 1, "lease_until": lease_until,
-                 "create_time": now} for c in calls]
+                 "event": event, "status": None, "params": dumps(c.params),
+                 "properties": dumps(c.properties) if c.properties else None, "attempt": 1,
+                 "lease_until": lease_until, "create_time": now} for c in calls]
         task_pks = tx.insert_tasks(rows)
         jobs = [job_for(process_pk=process_pk, task_pk=tpk, task_uuid=row["id"], attempt=1, stone=c.stone,
-                        event="mock" if mock else "start", name=c.name, namespace=c.namespace,
-                        params=c.params, properties=c.properties)
+                        event=event, name=c.name, namespace=c.namespace, params=c.params, properties=c.properties)
                 for tpk, row, c in zip(task_pks, rows, calls, strict=True)]
-        outbox_pks = tx.insert_outbox([{"task_pk": tpk, "payload": job, "created_at": now}
-                                       for tpk, job in zip(task_pks, jobs, strict=True)])
-        return [OutboxEntry(opk, tpk, job) for opk, tpk, job in zip(outbox_pks, task_pks, jobs, strict=True)]
+        return self._enqueue(tx, list(zip(task_pks, jobs, strict=True)), now)
+
+    def _enqueue(self, tx: Tx, jobs: list[tuple[int, dict[str, Any]]], now: datetime) -> list[OutboxEntry]:
+        outbox_pks = tx.insert_outbox([{"task_pk": tpk, "payload": job, "created_at": now} for tpk, job in jobs])
+        return [OutboxEntry(opk, tpk, job) for opk, (tpk, job) in zip(outbox_pks, jobs, strict=True)]
+
+    def _job_for_row(self, tx: Tx, task: Row, *, resend: bool = False, countdown: float | None = None) -> dict:
+        """The job that moves ``task`` on; ``resend``: it was lost, continue where the task stands."""
+        event = task.event
+        state = _loads(task.state)
+        if resend and event == "start" and task.status in (S.START_SUCCESS, S.MONITOR_BEGIN):
+            event = "monitor"
+        if task.origin_pk is not None and state is None:
+            origin = tx.get_task(task.origin_pk)
+            state = _loads(origin.state) if origin is not None else None
+        job = job_for(process_pk=task.process_pk, task_pk=task.pk, task_uuid=self._key_uuid(tx, task),
+                      attempt=task.attempt, stone=task.stone, event=event, name=task.name,
+                      namespace=task.namespace, params=_loads(task.params) or {}, state=state,
+                      properties=_loads(task.properties), generation=task.generation, countdown=countdown)
+        if task.origin_pk is not None:
+            job["lock"] = task.origin_pk  # never side by side with the work it undoes
+        return job
+
+    def _key_uuid(self, tx: Tx, task: Row) -> str:
+        # Undo events use the original task's key: the provider sees one identity per resource.
+        if task.origin_pk is not None:
+            origin = tx.get_task(task.origin_pk)
+            if origin is not None:
+                return origin.id
+        return task.id
+
+    def _new_attempt(self, tx: Tx, task: Row, now: datetime, *, countdown: float | None,
+                     generation: int | None = None) -> Effects:
+        attempt = task.attempt + 1
+        lease_until = now + timedelta(seconds=self.settings.lease_s + (countdown or 0))
+        tx.reset_task(task.pk, attempt=attempt, generation=generation or task.generation, lease_until=lease_until)
+        fresh = tx.get_task(task.pk)
+        job = self._job_for_row(tx, fresh, countdown=countdown)
+        return Effects(jobs=self._enqueue(tx, [(task.pk, job)], now))
+
+    # -- derived processes
+
+    def _derive(self, tx: Tx, parent: Row, kind: str, tasks: list[Row], now: datetime, fx: Effects) -> None:
+        """Create the ``kind`` process of ``parent`` with one task per row of ``tasks``, in order."""
+        _, _, _, sequential, link = DERIVED[kind]
+        pk = tx.insert_process(
+            id=str(uuid.uuid4()), kind=kind, parent_pk=parent.pk, deployment_id=parent.deployment_id,
+            model_id=parent.model_id, model_key=parent.model_key, process_name=f"{parent.process_name}-{kind}",
+            process_type=kind, status=P.RUNNING.value, content=parent.content, start_time=now, debug=False,
+            mock=parent.mock, version=0)
+        tx.update_process(parent.pk, **{link: pk})
+        rows = [{"id": str(uuid.uuid4()), "process_pk": pk, "spiff_task_id": t.spiff_task_id, "bpmn_id": t.bpmn_id,
+                 "name": t.name, "namespace": t.namespace, "stone": t.stone, "event": kind, "origin_pk": t.pk,
+                 "seq": i, "status": None, "params": t.params, "state": t.state, "properties": t.properties,
+                 "attempt": 1, "generation": 1, "create_time": now} for i, t in enumerate(tasks)]
+        tx.insert_tasks(rows)
+        self._advance_derived(tx, tx.get_process(pk), now, fx, sequential=sequential)
+
+    def _advance_derived(self, tx: Tx, proc: Row, now: datetime, fx: Effects, *,
+                         sequential: bool | None = None) -> None:
+        if proc.status != P.RUNNING:
+            return
+        during, ok_status, failed_status, seq_default, _ = DERIVED[proc.kind]
+        sequential = seq_default if sequential is None else sequential
+        tasks = list(tx.list_tasks(proc.pk))
+        fresh = sorted((t for t in tasks if t.status is None and t.lease_until is None), key=lambda t: t.seq)
+        active = [t for t in tasks if t.status not in TASK_ENDED and t not in fresh]
+        if fresh and not (sequential and active):
+            start = fresh[:1] if sequential else fresh
+            lease_until = now + timedelta(seconds=self.settings.lease_s)
+            tx.set_lease([t.pk for t in start], lease_until)
+            fx.jobs += self._enqueue(tx, [(t.pk, self._job_for_row(tx, t)) for t in start], now)
+            return
+        if active:
+            return
+        ok = all(t.status in TASK_DONE for t in tasks)
+        failures = [t for t in tasks if t.status not in TASK_DONE]
+        reason = None if ok else "; ".join(f"{t.name} ({t.pk}) {t.status}: {t.reason}" for t in failures)[:2000]
+        tx.move_process(proc.pk, (P.RUNNING,), P.SUCCESS if ok else P.FAILED, end_time=now, reason=reason)
+        parent_status = ok_status if ok else failed_status
+        if proc.kind == "cancel":
+            in_flight = [t.pk for t in tx.list_tasks(proc.parent_pk) if t.status not in TASK_ENDED]
+            tx.cancel_tasks(in_flight, now, "canceled by request")
+        tx.move_process(proc.parent_pk, (during,), parent_status, end_time=now,
+                        **({} if ok else {"reason": f"{proc.kind} process {proc.pk} failed: {reason}"}))
 
     # -- the in-memory workflow cache
 
@@ -305,43 +623,57 @@ class Service:
         if cached is not None and cached[0] == proc.version:
             self._runs.move_to_end(proc.pk)
             return cached[1]
-        run = Run.restore(self._compiled(tx, proc.deployment_id), proc.workflow_state)
-        self._runs[proc.pk] = (proc.version, run)  # provisional, confirmed by _refresh_cache
-        return run
+        return Run.restore(self._compiled(tx, proc.deployment_id), proc.workflow_state)
 
-    def _cache_run(self, proc: Row, run: Run) -> None:
-        if proc.status != ProcessStatus.RUNNING.value:
-            self._runs.pop(proc.pk, None)
-            return
-        self._runs[proc.pk] = (proc.version, run)
-        self._runs.move_to_end(proc.pk)
+    def _commit_cache(self, fx: Effects) -> None:
+        """After a commit: keep the workflows just saved, at their new version, while they run."""
+        for pk, (version, run) in fx.saved.items():
+            if run.completed:
+                self._runs.pop(pk, None)
+                continue
+            self._runs[pk] = (version, run)
+            self._runs.move_to_end(pk)
         while len(self._runs) > self._run_cache_size:
             self._runs.popitem(last=False)
 
-    def _refresh_cache(self, pk: int) -> None:
-        cached = self._runs.get(pk)
-        if cached is None:
-            return
-        # The save bumped the version by one; keep the object only if still running.
-        if cached[1].completed:
-            self._runs.pop(pk, None)
-        else:
-            self._runs[pk] = (cached[0] + 1, cached[1])
+    # ================================================================== recovery
 
-    # ------------------------------------------------------------------ the outbox relay
+    def reconcile(self, limit: int = 200) -> int:
+        """Re-send the job of every unfinished task whose lease ran out; returns how many."""
+        now = utcnow()
+        fx = Effects()
+        with self.store.transaction() as tx:
+            rows = tx.expired_leases(now, limit)
+            lease_until = now + timedelta(seconds=self.settings.lease_s)
+            jobs = []
+            for task in rows:
+                log.warning("task %s (%s) silent past its lease: re-dispatching", task.pk, task.status)
+                tx.redispatched(task.pk, lease_until)
+                jobs.append((task.pk, self._job_for_row(tx, task, resend=True)))
+            fx.jobs += self._enqueue(tx, jobs, now)
+        self.publish(fx)
+        return len(rows)
 
-    def publish(self, entries: list[OutboxEntry]) -> None:
+    # ================================================================== the outbox relay
+
+    def publish(self, fx: Effects) -> None:
         """Hand committed jobs to the broker; those it refuses stay in the outbox for the sweeper."""
-        if not entries:
+        if not fx or self.dispatcher is None:
             return
-        if self.dispatcher is None:
+        if fx.revoke:
+            try:
+                self.dispatcher.revoke(fx.revoke)
+            except Exception:  # the canceled status already makes the task's reports no-ops
+                log.exception("could not revoke tasks %s", fx.revoke)
+        if not fx.jobs:
             return
-        failed = {job["task"] for job, _ in self.dispatcher.publish([e.job for e in entries])}
-        sent = [e for e in entries if e.task_pk not in failed]
+        failed = {job["task"] for job, _ in self.dispatcher.publish([e.job for e in fx.jobs])}
+        sent = [e for e in fx.jobs if e.task_pk not in failed]
         if sent:
+            now = utcnow()
             with self.store.transaction() as tx:
                 tx.delete_outbox([e.outbox_pk for e in sent])
-                tx.mark_produced([e.task_pk for e in sent if e.job["event"] in ("start", "mock")], utcnow())
+                tx.mark_produced([e.task_pk for e in sent], now)
 
     def sweep_outbox(self, older_than_s: float = 5.0, give_up_after_s: float = 120.0,
                      limit: int = 500) -> int:
@@ -355,18 +687,14 @@ class Service:
             failed = dict((job["task"], reason) for job, reason in self.dispatcher.publish(jobs))
             sent = [r for r in rows if r.task_pk not in failed]
             tx.delete_outbox([r.pk for r in sent])
-            tx.mark_produced([r.task_pk for r in sent if r.payload["event"] in ("start", "mock")], now)
+            tx.mark_produced([r.task_pk for r in sent], now)
             expired = [r for r in rows if r.task_pk in failed
                        and r.created_at < now - timedelta(seconds=give_up_after_s)]
             tx.delete_outbox([r.pk for r in expired])
         if expired:
-            self.apply_reports(StatusReport(process=r.payload["process"], task=r.task_pk,
-                                            attempt=r.payload["attempt"], status=TaskStatus.PRODUCE_FAILED,
-                                            at=now.replace(tzinfo=UTC).timestamp(),
-                                            reason=f"broker refused the job: {failed[r.task_pk]}")
-                               for r in expired)
+            self.publish(self.apply_reports(
+                StatusReport(process=r.payload["process"], task=r.task_pk, attempt=r.payload["attempt"],
+                             status=S.PRODUCE_FAILED, at=now.replace(tzinfo=UTC).timestamp(),
+                             reason=f"broker refused the job: {failed[r.task_pk]}")
+                for r in expired))
         return len(sent)
-
-
-def loads(text: str | None) -> Any:
-    return None if text in (None, "") else json.loads(text)

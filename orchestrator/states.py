@@ -53,40 +53,60 @@ _CANCEL = {S.CANCEL_BEGIN, S.CANCEL_SUCCESS, S.CANCEL_FAILED}
 
 # current status -> statuses a report may move it to. Self-loops are listed explicitly:
 # ``monitor.begin -> monitor.begin`` carries progress; other duplicates are no-ops.
+# A task row runs one kind of event (``start`` then ``monitor``, or ``mock``, or, in a
+# derived process, ``rollback``/``delete``/``cancel``): ``ROW_EVENTS`` says which reports
+# belong to it. A new attempt (retry, reRun) is not a report: the engine resets the row.
+_ANY_FIRST = ({S.PRODUCE_SUCCESS, S.PRODUCE_FAILED, S.CANCELED}
+              | _START | _MONITOR | _MOCK | _ROLLBACK | _DELETE | _CANCEL)
 TASK_TRANSITIONS: dict[TaskStatus | None, frozenset[TaskStatus]] = {
-    None: frozenset({S.PRODUCE_SUCCESS, S.PRODUCE_FAILED, S.CANCELED} | _START | _MONITOR | _MOCK),
-    S.PRODUCE_SUCCESS: frozenset({S.CANCELED} | _START | _MONITOR | _MOCK | _CANCEL),
-    S.PRODUCE_FAILED: frozenset({S.CANCELED}),
-    S.START_BEGIN: frozenset({S.START_SUCCESS, S.START_FAILED} | _MONITOR | _CANCEL),
-    S.START_SUCCESS: frozenset(_MONITOR | _CANCEL | _ROLLBACK | _DELETE),
-    S.MONITOR_BEGIN: frozenset({S.MONITOR_BEGIN, S.MONITOR_SUCCESS, S.MONITOR_FAILED} | _CANCEL),
-    S.MONITOR_SUCCESS: frozenset(_ROLLBACK | _DELETE),
-    S.START_FAILED: frozenset(_ROLLBACK | _DELETE),
-    S.MONITOR_FAILED: frozenset(_ROLLBACK | _DELETE),
-    S.MOCK_BEGIN: frozenset({S.MOCK_SUCCESS, S.MOCK_PASSED, S.MOCK_FAILED}),
+    None: frozenset(_ANY_FIRST),
+    S.PRODUCE_SUCCESS: frozenset(_ANY_FIRST - {S.PRODUCE_SUCCESS, S.PRODUCE_FAILED}),
+    S.PRODUCE_FAILED: frozenset(),
+    S.START_BEGIN: frozenset({S.START_SUCCESS, S.START_FAILED, S.CANCELED} | _MONITOR),
+    S.START_SUCCESS: frozenset({S.CANCELED} | _MONITOR),
+    S.MONITOR_BEGIN: frozenset({S.MONITOR_BEGIN, S.MONITOR_SUCCESS, S.MONITOR_FAILED, S.CANCELED}),
+    S.MONITOR_SUCCESS: frozenset(),
+    S.START_FAILED: frozenset(),
+    S.MONITOR_FAILED: frozenset(),
+    S.MOCK_BEGIN: frozenset({S.MOCK_SUCCESS, S.MOCK_PASSED, S.MOCK_FAILED, S.CANCELED}),
     S.MOCK_SUCCESS: frozenset(),
     S.MOCK_PASSED: frozenset(),
     S.MOCK_FAILED: frozenset(),
     S.ROLLBACK_BEGIN: frozenset({S.ROLLBACK_SUCCESS, S.ROLLBACK_FAILED}),
-    S.ROLLBACK_SUCCESS: frozenset(_DELETE),
-    S.ROLLBACK_FAILED: frozenset({S.ROLLBACK_BEGIN} | _DELETE),
+    S.ROLLBACK_SUCCESS: frozenset(),
+    S.ROLLBACK_FAILED: frozenset(),
     S.DELETE_BEGIN: frozenset({S.DELETE_SUCCESS, S.DELETE_FAILED}),
     S.DELETE_SUCCESS: frozenset(),
-    S.DELETE_FAILED: frozenset({S.DELETE_BEGIN}),
-    S.CANCEL_BEGIN: frozenset({S.CANCEL_SUCCESS, S.CANCEL_FAILED, S.CANCELED}),
-    S.CANCEL_SUCCESS: frozenset({S.CANCELED} | _ROLLBACK | _DELETE),
-    S.CANCEL_FAILED: frozenset({S.CANCEL_BEGIN, S.CANCELED} | _ROLLBACK | _DELETE),
-    S.CANCELED: frozenset(_ROLLBACK | _DELETE),
+    S.DELETE_FAILED: frozenset(),
+    S.CANCEL_BEGIN: frozenset({S.CANCEL_SUCCESS, S.CANCEL_FAILED}),
+    S.CANCEL_SUCCESS: frozenset(),
+    S.CANCEL_FAILED: frozenset(),
+    S.CANCELED: frozenset(),
 }
 
-# A report of one of these completes the service task in the workflow.
-TASK_DONE = frozenset({S.MONITOR_SUCCESS, S.MOCK_SUCCESS, S.MOCK_PASSED})
-# A report of one of these fails the task, and with it the process.
-TASK_FAILED = frozenset({S.PRODUCE_FAILED, S.START_FAILED, S.MONITOR_FAILED, S.MOCK_FAILED})
-# Statuses after which a task has an ``endTime``.
-TASK_ENDED = TASK_DONE | TASK_FAILED | frozenset(
-    {S.ROLLBACK_SUCCESS, S.ROLLBACK_FAILED, S.DELETE_SUCCESS, S.DELETE_FAILED, S.CANCELED, S.CANCEL_FAILED}
-)
+# The row's event -> the events whose reports it accepts (``produce`` and ``canceled`` always).
+ROW_EVENTS: dict[str, frozenset[str]] = {
+    "start": frozenset({"start", "monitor"}),
+    "mock": frozenset({"mock"}),
+    "rollback": frozenset({"rollback"}),
+    "delete": frozenset({"delete"}),
+    "cancel": frozenset({"cancel"}),
+}
+
+# Final statuses: the task's attempt is over, successfully or not.
+TASK_DONE = frozenset({S.MONITOR_SUCCESS, S.MOCK_SUCCESS, S.MOCK_PASSED,
+                       S.ROLLBACK_SUCCESS, S.DELETE_SUCCESS, S.CANCEL_SUCCESS})
+TASK_FAILED = frozenset({S.PRODUCE_FAILED, S.START_FAILED, S.MONITOR_FAILED, S.MOCK_FAILED,
+                         S.ROLLBACK_FAILED, S.DELETE_FAILED, S.CANCEL_FAILED})
+TASK_ENDED = TASK_DONE | TASK_FAILED | {S.CANCELED}
+# A forward task in one of these is running on a worker right now.
+TASK_IN_FLIGHT = frozenset({S.START_BEGIN, S.START_SUCCESS, S.MONITOR_BEGIN, S.MOCK_BEGIN})
+
+
+def accepts(row_event: str, status: TaskStatus | str) -> bool:
+    """Whether a row running ``row_event`` takes reports of ``status`` at all."""
+    event = TaskStatus(status).event
+    return event in ("produce", "canceled") or event in ROW_EVENTS[row_event]
 
 
 def can_transition(current: TaskStatus | str | None, new: TaskStatus | str) -> bool:
@@ -111,15 +131,18 @@ class ProcessStatus(StrEnum):
 
 
 P = ProcessStatus
-# running -> success | failed; a failed process rolls back (failed -> rollbacking -> rollbacked |
-# rollback_failed) unless it runs in debug mode, where it waits in ``debug`` for reRun or resume.
+# A process runs ``running -> success``. On a task failure it goes ``failed`` (or ``debug``
+# when started with debug: reRun goes back to ``running``, resume to ``failed``); once no
+# task is in flight a rollback process starts: ``rollbacking -> rollbacked | rollback_failed``.
+# Cancel: ``canceling -> canceled``. Delete, from any finished state: ``deleting -> deleted |
+# delete_failed``. Derived (rollback, cancel, delete) processes run ``running -> success | failed``.
 PROCESS_TRANSITIONS: dict[ProcessStatus, frozenset[ProcessStatus]] = {
     P.RUNNING: frozenset({P.SUCCESS, P.FAILED, P.DEBUG, P.CANCELING}),
-    P.DEBUG: frozenset({P.RUNNING, P.ROLLBACKING, P.FAILED}),
-    P.FAILED: frozenset({P.ROLLBACKING, P.DELETING}),
+    P.DEBUG: frozenset({P.RUNNING, P.FAILED, P.CANCELING}),
+    P.FAILED: frozenset({P.ROLLBACKING}),
     P.ROLLBACKING: frozenset({P.ROLLBACKED, P.ROLLBACK_FAILED}),
     P.ROLLBACKED: frozenset({P.DELETING}),
-    P.ROLLBACK_FAILED: frozenset({P.ROLLBACKING, P.DELETING}),
+    P.ROLLBACK_FAILED: frozenset({P.DELETING}),
     P.CANCELING: frozenset({P.CANCELED}),
     P.CANCELED: frozenset({P.DELETING}),
     P.SUCCESS: frozenset({P.DELETING}),
@@ -128,7 +151,8 @@ PROCESS_TRANSITIONS: dict[ProcessStatus, frozenset[ProcessStatus]] = {
     P.DELETE_FAILED: frozenset({P.DELETING}),
 }
 
-PROCESS_FINAL = frozenset({P.SUCCESS, P.FAILED, P.ROLLBACKED, P.ROLLBACK_FAILED, P.CANCELED, P.DELETED})
+# Nothing more happens to a main process in these by itself.
+PROCESS_SETTLED = frozenset({P.SUCCESS, P.ROLLBACKED, P.ROLLBACK_FAILED, P.CANCELED, P.DELETED, P.DELETE_FAILED})
 
 
 def can_move_process(current: ProcessStatus | str, new: ProcessStatus | str) -> bool:

@@ -29,6 +29,10 @@ class StatusReport:
     progress: str | None = None
     outputs: dict[str, Any] | None = None
     state: dict[str, Any] | None = None
+    # A stone's error code (for BPMN error boundary events).
+    code: str | None = None
+    # Set on a failure the stone's retry policy wants attempted again, after this many seconds.
+    retry_in: float | None = None
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, separators=(",", ":"))
@@ -39,7 +43,9 @@ class StatusReport:
         return cls(process=int(d["process"]), task=int(d["task"]), attempt=int(d["attempt"]),
                    status=str(d["status"]), at=float(d["at"]), reason=d.get("reason"),
                    progress=None if d.get("progress") is None else str(d["progress"]),
-                   outputs=d.get("outputs"), state=d.get("state"))
+                   outputs=d.get("outputs"), state=d.get("state"),
+                   code=None if d.get("code") is None else str(d["code"]),
+                   retry_in=None if d.get("retry_in") is None else float(d["retry_in"]))
 
 
 class StatusReporter:

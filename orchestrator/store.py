@@ -18,6 +18,7 @@ from sqlalchemy import (
     Connection,
     Row,
     bindparam,
+    case,
     create_engine,
     delete,
     event,
@@ -30,12 +31,13 @@ from sqlalchemy.engine import Engine, make_url
 
 from orchestrator.errors import Conflict
 from orchestrator.models import Base, Deployment, Model, Outbox, Process, Task, TaskEvent
-from orchestrator.states import TaskStatus
+from orchestrator.states import TASK_ENDED, TaskStatus
 
 M, D, P, T, E, OB = (x.__table__ for x in (Model, Deployment, Process, Task, TaskEvent, Outbox))
 
 # Columns the engine rewrites when it applies reports to a task.
 TASK_MUTABLE = ("status", "reason", "progress", "outputs", "state", "attempt", "lease_until", "end_time")
+_ENDED = [s.value for s in TASK_ENDED]
 
 
 def normalize_url(url: str) -> str:
@@ -167,6 +169,24 @@ class Tx:
             q = q.with_for_update()
         return {row.pk: row for row in self.cx.execute(q)}
 
+    def move_process(self, pk: int, allowed_from: Iterable[str], to: str, **values: Any) -> None:
+        """Change a process's status only from one of ``allowed_from``; else raise ``Conflict``."""
+        frm = [str(s) for s in allowed_from]
+        res = self.cx.execute(update(P).where(P.c.pk == pk, P.c.status.in_(frm)).values(status=str(to), **values))
+        if res.rowcount != 1:
+            current = self.cx.execute(select(P.c.status).where(P.c.pk == pk)).scalar()
+            raise Conflict(f"process {pk} is {current}: it cannot become {to}")
+
+    def update_process(self, pk: int, **values: Any) -> None:
+        self.cx.execute(update(P).where(P.c.pk == pk).values(**values))
+
+    def due_timers(self, now: datetime, limit: int) -> Sequence[Row]:
+        q = (select(P).where(P.c.status == "running", P.c.next_timer_at <= now)
+             .order_by(P.c.pk).limit(limit))
+        if not self.is_sqlite:
+            q = q.with_for_update(skip_locked=True)
+        return self.cx.execute(q).all()
+
     def save_process(self, pk: int, expected_version: int, **values: Any) -> None:
         """Write a process guarded by its version: a concurrent writer makes this raise."""
         res = self.cx.execute(
@@ -191,6 +211,50 @@ class Tx:
 
     def tasks_by_pk(self, pks: Iterable[int]) -> dict[int, Row]:
         return {r.pk: r for r in self.cx.execute(select(T).where(T.c.pk.in_(sorted(set(pks)))))}
+
+    def handed_over_tasks(self, process_pk: int) -> Sequence[Row]:
+        """Forward tasks a worker may have started, latest finished first (the undo order).
+
+        Everything handed to the broker counts, not only what reported ``start.begin``: a
+        start may have run while its report was still on the way.
+        """
+        return self.cx.execute(
+            select(T).where(T.c.process_pk == process_pk, T.c.event == "start", T.c.status.is_not(None),
+                            T.c.status != TaskStatus.PRODUCE_FAILED.value)
+            .order_by(case((T.c.end_time.is_(None), 0), else_=1), T.c.end_time.desc(), T.c.pk.desc())).all()
+
+    def reset_task(self, pk: int, **values: Any) -> None:
+        """A new attempt: the row waits for its job again."""
+        self.cx.execute(update(T).where(T.c.pk == pk).values(
+            status=None, end_time=None, progress=None, **values))
+
+    def cancel_tasks(self, pks: list[int], now: datetime, reason: str) -> list[int]:
+        """Mark not-yet-finished tasks ``canceled``; returns those it moved."""
+        if not pks:
+            return []
+        moved = list(self.cx.execute(
+            update(T).where(T.c.pk.in_(pks), (T.c.status.is_(None)) | (T.c.status.not_in(_ENDED)))
+            .values(status=TaskStatus.CANCELED.value, end_time=now, lease_until=None, reason=reason)
+            .returning(T.c.pk, T.c.attempt)))
+        self.insert_events([{"task_pk": pk, "attempt": attempt, "status": TaskStatus.CANCELED.value,
+                             "reason": reason, "progress": None, "at": now} for pk, attempt in moved])
+        return [pk for pk, _ in moved]
+
+    def set_lease(self, pks: list[int], until: datetime | None) -> None:
+        if pks:
+            self.cx.execute(update(T).where(T.c.pk.in_(pks)).values(lease_until=until))
+
+    def expired_leases(self, now: datetime, limit: int) -> Sequence[Row]:
+        """Unfinished tasks nobody heard of for a lease: their job or its reports were lost."""
+        q = (select(T).where(T.c.lease_until < now, (T.c.status.is_(None)) | (T.c.status.not_in(_ENDED)))
+             .order_by(T.c.lease_until).limit(limit))
+        if not self.is_sqlite:
+            q = q.with_for_update(skip_locked=True)
+        return self.cx.execute(q).all()
+
+    def redispatched(self, pk: int, lease_until: datetime) -> None:
+        self.cx.execute(update(T).where(T.c.pk == pk)
+                        .values(redispatches=T.c.redispatches + 1, lease_until=lease_until))
 
     def update_tasks(self, changes: list[dict[str, Any]]) -> None:
         """Each change has ``pk`` and every column of ``TASK_MUTABLE``."""

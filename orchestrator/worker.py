@@ -2,12 +2,15 @@
 
 A job is a dict built by ``dispatch.job_for``. The worker never touches SQL; it reports
 to the status stream and, for a pending monitor, re-enqueues the next poll with a
-countdown (never a sleep inside a job).
+countdown (never a sleep inside a job). Retries follow the stone's ``RetryPolicy``: a
+retryable start failure is reported with ``retry_in`` and the engine schedules the next
+attempt; a retryable monitor error re-polls after the same backoff.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,33 +18,70 @@ from typing import Any
 from celery import Celery
 
 from orchestrator.celery_app import JOB_TASK, MAX_COUNTDOWN_S
+from orchestrator.jobguard import JobGuard, RedisJobGuard
 from orchestrator.masking import mask
 from orchestrator.states import TaskStatus as S
 from orchestrator.status import StatusReport, StatusReporter
-from stones.base import Done, Failed, Pending, Stone, StoneContext, StoneError
+from stones.base import Done, Failed, Pending, RetryableError, RetryPolicy, Stone, StoneContext, StoneError
 from stones.registry import get_stone
 
 log = logging.getLogger(__name__)
 
 Requeue = Callable[[dict[str, Any], float], None]
+# How long a worker holds a task's run lock at most (a crashed worker's lock expires).
+CLAIM_TTL_S = 900.0
+BUSY_RETRY_S = 2.0
+
+
+def backoff(policy: RetryPolicy, attempt: int, rng: Callable[[], float] = random.random) -> float:
+    """Seconds before attempt ``attempt + 1``: exponential, capped, with jitter."""
+    delay = min(policy.max_backoff_s, policy.backoff_s * (2 ** max(0, attempt - 1)))
+    return round(delay * (0.5 + rng()) if policy.jitter else delay, 3)
+
+
+def policy_for(stone: type[Stone], job: dict[str, Any]) -> RetryPolicy:
+    policy = stone.retry
+    if "retry_attempts" in job or "retry_backoff" in job:
+        policy = RetryPolicy(attempts=int(job.get("retry_attempts", policy.attempts)),
+                             backoff_s=float(job.get("retry_backoff", policy.backoff_s)),
+                             max_backoff_s=policy.max_backoff_s, jitter=policy.jitter)
+    return policy
 
 
 class JobRunner:
-    def __init__(self, reporter: StatusReporter, requeue: Requeue,
+    def __init__(self, reporter: StatusReporter, requeue: Requeue, guard: JobGuard,
                  clock: Callable[[], float] = time.time,
                  resolve: Callable[[str], type[Stone]] = get_stone):
         self.reporter = reporter
         self.requeue = requeue
+        self.guard = guard
         self.clock = clock
         self.resolve = resolve
         self._pending: list[StatusReport] = []
 
     def run(self, job: dict[str, Any]) -> None:
+        refused = self.guard.begin(job, CLAIM_TTL_S)
+        if refused == "busy" and job["event"] in ("rollback", "delete", "cancel"):
+            # The work it undoes is still running: undo it once that job is over.
+            self.requeue(job, BUSY_RETRY_S)
+            return
+        if refused is not None:
+            # revoked: the task was canceled; busy: another copy of this job runs right now.
+            log.info("%s job of task %s dropped: %s", job["event"], job["task"], refused)
+            return
+        try:
+            self._run(job)
+        finally:
+            self._flush()
+            self.guard.release(job)
+
+    def _run(self, job: dict[str, Any]) -> None:
+        event = job["event"]
         try:
             stone_cls = self.resolve(job["stone"])
         except KeyError as exc:
-            self._report(job, f"{job['event']}.failed", reason=str(exc.args[0]) if exc.args else str(exc))
-            self._flush()
+            status = f"{'start' if event == 'monitor' else event}.failed"
+            self._report(job, status, reason=str(exc.args[0]) if exc.args else str(exc))
             return
         stone = stone_cls()
         ctx = StoneContext(
@@ -49,20 +89,16 @@ class JobRunner:
             namespace=job.get("namespace"), params=job.get("params") or {}, attempt=job["attempt"],
             idempotency_key=job["key"], state=job.get("state") or {}, poll=job.get("poll", 0),
             log=logging.getLogger(f"stones.{stone_cls.name}"))
-        try:
-            event = job["event"]
-            if event == "start":
-                self._start(stone, ctx, job)
-            elif event == "monitor":
-                self._monitor(stone, ctx, job)
-            elif event == "mock":
-                self._mock(stone, ctx, job)
-            elif event in ("rollback", "delete", "cancel"):
-                self._simple(stone, ctx, job, event)
-            else:
-                self._report(job, S.START_FAILED, reason=f"unknown event {event!r}")
-        finally:
-            self._flush()
+        if event == "start":
+            self._start(stone, ctx, job)
+        elif event == "monitor":
+            self._monitor(stone, ctx, job)
+        elif event == "mock":
+            self._mock(stone, ctx, job)
+        elif event in ("rollback", "delete", "cancel"):
+            self._simple(stone, ctx, job, event)
+        else:
+            self._report(job, S.START_FAILED, reason=f"unknown event {event!r}")
 
     # -- events
 
@@ -72,7 +108,7 @@ class JobRunner:
         try:
             state = stone.start(ctx) or {}
         except Exception as exc:  # a stone's bug is a terminal failure of its task
-            self._report(job, S.START_FAILED, reason=_reason(exc))
+            self._failed(stone, job, S.START_FAILED, exc)
             return
         ctx.state = dict(state)
         self._report(job, S.START_SUCCESS, state=ctx.state)
@@ -84,30 +120,44 @@ class JobRunner:
         self._monitor(stone, ctx, job)
 
     def _monitor(self, stone: Stone, ctx: StoneContext, job: dict[str, Any]) -> None:
+        if job.get("deadline") is None:  # re-sent by the reconciler: a fresh deadline
+            job = {**job, "deadline": self.clock() + float(job.get("deadline_s") or stone.monitor_deadline_s)}
         try:
             result = stone.monitor(ctx)
+        except RetryableError as exc:
+            errors = int(job.get("errors", 0)) + 1
+            policy = policy_for(type(stone), job)
+            if errors < max(policy.attempts, 1) and not self._past_deadline(job):
+                delay = backoff(policy, errors)
+                self._report(job, S.MONITOR_BEGIN, reason=f"poll failed ({errors}/{policy.attempts}), "
+                                                          f"retrying in {delay:g}s: {exc.reason}")
+                self.requeue({**job, "poll": job.get("poll", 0) + 1, "errors": errors}, delay)
+                return
+            self._report(job, S.MONITOR_FAILED, reason=_reason(exc), code=exc.code)
+            return
         except Exception as exc:
-            self._report(job, S.MONITOR_FAILED, reason=_reason(exc))
+            self._report(job, S.MONITOR_FAILED, reason=_reason(exc), code=getattr(exc, "code", None))
             return
         if isinstance(result, Done):
             self._report(job, S.MONITOR_SUCCESS, outputs=result.outputs, progress="100")
         elif isinstance(result, Failed):
-            self._report(job, S.MONITOR_FAILED, reason=result.reason)
+            self._report(job, S.MONITOR_FAILED, reason=result.reason, code=result.code)
         elif isinstance(result, Pending):
-            deadline = job.get("deadline")
-            if deadline is not None and self.clock() > deadline:
+            if self._past_deadline(job):
                 self._report(job, S.MONITOR_FAILED,
-                             reason=f"monitor deadline passed: still pending after {job['poll'] + 1} polls "
-                                    f"(last progress {result.progress!r})")
+                             reason=f"monitor deadline passed: still pending after {job.get('poll', 0) + 1} "
+                                    f"polls (last progress {result.progress!r})")
                 return
             state = result.state if result.state is not None else ctx.state
-            self._report(job, S.MONITOR_BEGIN, progress=result.progress,
-                         state=result.state)
+            self._report(job, S.MONITOR_BEGIN, progress=result.progress, state=result.state)
             interval = min(float(job.get("interval") or stone.monitor_interval_s), MAX_COUNTDOWN_S)
-            self.requeue({**job, "event": "monitor", "state": state, "poll": job.get("poll", 0) + 1}, interval)
+            self.requeue({**job, "state": state, "poll": job.get("poll", 0) + 1, "errors": 0}, interval)
         else:
             self._report(job, S.MONITOR_FAILED, reason=f"monitor returned {type(result).__name__}, "
                                                        "expected Done, Pending or Failed")
+
+    def _past_deadline(self, job: dict[str, Any]) -> bool:
+        return job.get("deadline") is not None and self.clock() > job["deadline"]
 
     def _mock(self, stone: Stone, ctx: StoneContext, job: dict[str, Any]) -> None:
         if not stone.has_mock():
@@ -117,7 +167,7 @@ class JobRunner:
         try:
             outputs = stone.mock(ctx) or {}
         except Exception as exc:
-            self._report(job, S.MOCK_FAILED, reason=_reason(exc))
+            self._report(job, S.MOCK_FAILED, reason=_reason(exc), code=getattr(exc, "code", None))
             return
         self._report(job, S.MOCK_SUCCESS, outputs=outputs)
 
@@ -126,9 +176,22 @@ class JobRunner:
         try:
             getattr(stone, event)(ctx)
         except Exception as exc:
-            self._report(job, f"{event}.failed", reason=_reason(exc))
+            self._failed(stone, job, f"{event}.failed", exc)
             return
         self._report(job, f"{event}.success")
+
+    def _failed(self, stone: Stone, job: dict[str, Any], status: str, exc: Exception) -> None:
+        """A failed event; a retryable one carries when the engine should try it again."""
+        retry_in = None
+        reason = _reason(exc)
+        if isinstance(exc, RetryableError):
+            policy = policy_for(type(stone), job)
+            if job["attempt"] < policy.attempts:
+                retry_in = backoff(policy, job["attempt"])
+                reason = f"{reason} (attempt {job['attempt']}/{policy.attempts}, retrying in {retry_in:g}s)"
+            else:
+                reason = f"{reason} (attempt {job['attempt']}/{policy.attempts}, giving up)"
+        self._report(job, status, reason=reason, code=getattr(exc, "code", None), retry_in=retry_in)
 
     # -- reporting: begin reports go out at once, the rest in one round trip at the end
 
@@ -161,6 +224,7 @@ def job_repr(job: dict[str, Any]) -> str:
 def register(app: Celery) -> None:
     settings = app.conf.orchestrator_settings
     reporter = StatusReporter(settings.redis_url, settings.status_stream)
+    guard = RedisJobGuard(settings.redis_url)
 
     @app.task(name=JOB_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
     def stone_event(self, job: dict[str, Any]) -> None:
@@ -168,4 +232,4 @@ def register(app: Celery) -> None:
             self.app.send_task(JOB_TASK, kwargs={"job": next_job}, queue=f"stone.{next_job['stone']}",
                                countdown=countdown, kwargsrepr=job_repr(next_job))
 
-        JobRunner(reporter, requeue).run(job)
+        JobRunner(reporter, requeue, guard).run(job)

@@ -109,12 +109,15 @@ def test_a_failed_task_fails_the_process_with_its_reason(service):
     (task,) = service.list_tasks(pid)
     bad = reports_for(task, ["start.begin", "start.failed"])
     bad[1] = StatusReport(**{**bad[1].__dict__, "reason": "quota exceeded"})
-    service.apply_reports(bad)
+    service.publish(service.apply_reports(bad))
     proc = service.get_process(pid)
-    assert proc.status == "failed" and proc.end_time is not None
+    # failed, and with nothing left in flight the rollback starts at once
+    assert proc.status == "rollbacking" and proc.end_time is not None
     assert "quota exceeded" in proc.reason and "start.failed" in proc.reason
     assert service.get_task(str(task.pk)).reason == "quota exceeded"
     assert len(service.list_tasks(pid)) == 1
+    (undo,) = service.list_tasks(str(proc.rollback_process_pk))
+    assert (undo.event, undo.origin_pk, undo.status) == ("rollback", task.pk, "produce.success")
 
 
 @pytest.mark.parametrize("ref", [ModelRef(model_id="nope"), ModelRef(deployment_id="nope"), ModelRef(key="nope")])
@@ -181,7 +184,10 @@ def test_a_job_the_broker_keeps_refusing_ends_produce_failed(store, settings):
     offline.sweep_outbox(older_than_s=0, give_up_after_s=0)
     (task,) = offline.list_tasks(pid)
     assert task.status == "produce.failed" and "broker refused" in task.reason
-    assert offline.get_process(pid).status == "failed"
+    proc = offline.get_process(pid)
+    # it failed; no job ever reached a worker, so its rollback has nothing to undo
+    assert proc.status == "rollbacked" and "produce.failed" in proc.reason
+    assert offline.list_tasks(str(proc.rollback_process_pk)) == []
 
 
 def test_engine_cache_and_a_second_engine_agree(store, settings, redis_client):

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from orchestrator.states import (
-    PROCESS_FINAL,
+    PROCESS_SETTLED,
     PROCESS_TRANSITIONS,
     TASK_DONE,
     TASK_FAILED,
@@ -73,8 +73,8 @@ def test_unknown_status_is_refused():
 
 def test_process_table_is_complete_and_final_states_do_not_run_again():
     assert set(PROCESS_TRANSITIONS) == set(ProcessStatus)
-    for final in PROCESS_FINAL:
-        assert not can_move_process(final, ProcessStatus.RUNNING)
+    for settled in PROCESS_SETTLED:
+        assert not can_move_process(settled, ProcessStatus.RUNNING)
     assert can_move_process("running", "success")
     assert can_move_process("running", "failed")
     assert not can_move_process("success", "failed")

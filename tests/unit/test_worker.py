@@ -72,10 +72,28 @@ def job(stone: str, event: str = "start", **kw: Any) -> dict:
                    name="t", namespace=None, params=kw.pop("params", {}), **kw)
 
 
-def runner(clock=None):
+class Guard:
+    """A fake of ``jobguard.JobGuard``: a set of revoked tasks, a set of running ones."""
+
+    def __init__(self, revoked=(), busy=()):
+        self.revoked, self.busy = set(revoked), set(busy)
+
+    def begin(self, job, ttl_s):
+        if job["task"] in self.revoked:
+            return "revoked"
+        if job.get("lock", job["task"]) in self.busy:
+            return "busy"
+        self.busy.add(job.get("lock", job["task"]))
+        return None
+
+    def release(self, job):
+        self.busy.discard(job.get("lock", job["task"]))
+
+
+def runner(clock=None, guard=None):
     rec, queued = Recorder(), []
-    r = JobRunner(rec, lambda j, countdown: queued.append((j, countdown)), clock=clock or Clock(),
-                  resolve=lambda name: STONES[name])
+    r = JobRunner(rec, lambda j, countdown: queued.append((j, countdown)), guard or Guard(),
+                  clock=clock or Clock(), resolve=lambda name: STONES[name])
     return r, rec, queued
 
 

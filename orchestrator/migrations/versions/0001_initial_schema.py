@@ -2,10 +2,11 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 00:12:06.495669
+Create Date: 2026-11-22 00:25:12.024802
 """
-import sqlalchemy as sa
 from alembic import op
+import sqlalchemy as sa
+
 
 revision = '0001'
 down_revision = None
@@ -20,8 +21,8 @@ def upgrade() -> None:
     sa.Column('key', sa.String(length=255), nullable=False),
     sa.Column('name', sa.String(length=255), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('model_id'),
-    sa.UniqueConstraint('key')
+    sa.PrimaryKeyConstraint('model_id', name=op.f('pk_models')),
+    sa.UniqueConstraint('key', name=op.f('uq_models_key'))
     )
     op.create_table('deployments',
     sa.Column('deployment_id', sa.String(length=36), nullable=False),
@@ -34,9 +35,9 @@ def upgrade() -> None:
     sa.Column('spec_json', sa.Text(), nullable=False),
     sa.Column('output_template', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['model_id'], ['models.model_id'], ),
-    sa.PrimaryKeyConstraint('deployment_id'),
-    sa.UniqueConstraint('key', 'version')
+    sa.ForeignKeyConstraint(['model_id'], ['models.model_id'], name=op.f('fk_deployments_model_id_models')),
+    sa.PrimaryKeyConstraint('deployment_id', name=op.f('pk_deployments')),
+    sa.UniqueConstraint('key', 'version', name=op.f('uq_deployments_key_version'))
     )
     with op.batch_alter_table('deployments', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_deployments_model_id'), ['model_id'], unique=False)
@@ -44,6 +45,8 @@ def upgrade() -> None:
     op.create_table('processes',
     sa.Column('pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('kind', sa.String(length=16), server_default='main', nullable=False),
+    sa.Column('parent_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('deployment_id', sa.String(length=36), nullable=False),
     sa.Column('model_id', sa.String(length=36), nullable=False),
     sa.Column('model_key', sa.String(length=255), nullable=True),
@@ -61,14 +64,17 @@ def upgrade() -> None:
     sa.Column('rollback_process_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('cancel_process_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('delete_process_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('next_timer_at', sa.DateTime(), nullable=True),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('workflow_state', sa.Text(), nullable=True),
-    sa.ForeignKeyConstraint(['deployment_id'], ['deployments.deployment_id'], ),
-    sa.PrimaryKeyConstraint('pk'),
-    sa.UniqueConstraint('id')
+    sa.ForeignKeyConstraint(['deployment_id'], ['deployments.deployment_id'], name=op.f('fk_processes_deployment_id_deployments')),
+    sa.PrimaryKeyConstraint('pk', name=op.f('pk_processes')),
+    sa.UniqueConstraint('id', name=op.f('uq_processes_id'))
     )
     with op.batch_alter_table('processes', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_processes_deployment_id'), ['deployment_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_processes_next_timer_at'), ['next_timer_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_processes_parent_pk'), ['parent_pk'], unique=False)
         batch_op.create_index(batch_op.f('ix_processes_status'), ['status'], unique=False)
 
     op.create_table('tasks',
@@ -80,6 +86,10 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=255), nullable=False),
     sa.Column('namespace', sa.String(length=255), nullable=True),
     sa.Column('stone', sa.String(length=255), nullable=False),
+    sa.Column('event', sa.String(length=16), server_default='start', nullable=False),
+    sa.Column('origin_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('seq', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('properties', sa.Text(), nullable=True),
     sa.Column('status', sa.String(length=32), nullable=True),
     sa.Column('reason', sa.Text(), nullable=True),
     sa.Column('params', sa.Text(), nullable=False),
@@ -87,13 +97,15 @@ def upgrade() -> None:
     sa.Column('progress', sa.String(length=255), nullable=True),
     sa.Column('state', sa.Text(), nullable=True),
     sa.Column('attempt', sa.Integer(), nullable=False),
+    sa.Column('generation', sa.Integer(), server_default='1', nullable=False),
+    sa.Column('redispatches', sa.Integer(), server_default='0', nullable=False),
     sa.Column('lease_until', sa.DateTime(), nullable=True),
     sa.Column('create_time', sa.DateTime(), nullable=False),
     sa.Column('end_time', sa.DateTime(), nullable=True),
-    sa.ForeignKeyConstraint(['process_pk'], ['processes.pk'], ),
-    sa.PrimaryKeyConstraint('pk'),
-    sa.UniqueConstraint('id'),
-    sa.UniqueConstraint('process_pk', 'spiff_task_id')
+    sa.ForeignKeyConstraint(['process_pk'], ['processes.pk'], name=op.f('fk_tasks_process_pk_processes')),
+    sa.PrimaryKeyConstraint('pk', name=op.f('pk_tasks')),
+    sa.UniqueConstraint('id', name=op.f('uq_tasks_id')),
+    sa.UniqueConstraint('process_pk', 'spiff_task_id', 'event', name=op.f('uq_tasks_process_pk_spiff_task_id_event'))
     )
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_tasks_lease_until'), ['lease_until'], unique=False)
@@ -104,8 +116,8 @@ def upgrade() -> None:
     sa.Column('task_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('payload', sa.JSON(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['task_pk'], ['tasks.pk'], ),
-    sa.PrimaryKeyConstraint('pk')
+    sa.ForeignKeyConstraint(['task_pk'], ['tasks.pk'], name=op.f('fk_outbox_task_pk_tasks')),
+    sa.PrimaryKeyConstraint('pk', name=op.f('pk_outbox'))
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_outbox_created_at'), ['created_at'], unique=False)
@@ -119,8 +131,8 @@ def upgrade() -> None:
     sa.Column('reason', sa.Text(), nullable=True),
     sa.Column('progress', sa.String(length=255), nullable=True),
     sa.Column('at', sa.DateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['task_pk'], ['tasks.pk'], ),
-    sa.PrimaryKeyConstraint('pk')
+    sa.ForeignKeyConstraint(['task_pk'], ['tasks.pk'], name=op.f('fk_task_events_task_pk_tasks')),
+    sa.PrimaryKeyConstraint('pk', name=op.f('pk_task_events'))
     )
     with op.batch_alter_table('task_events', schema=None) as batch_op:
         batch_op.create_index('ix_task_events_task_pk_pk', ['task_pk', 'pk'], unique=False)
@@ -146,6 +158,8 @@ def downgrade() -> None:
     op.drop_table('tasks')
     with op.batch_alter_table('processes', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_processes_status'))
+        batch_op.drop_index(batch_op.f('ix_processes_parent_pk'))
+        batch_op.drop_index(batch_op.f('ix_processes_next_timer_at'))
         batch_op.drop_index(batch_op.f('ix_processes_deployment_id'))
 
     op.drop_table('processes')
