@@ -68,3 +68,22 @@ class ProcessItem(Resource):
     def get(self, processInstanceId: str):
         """Read a process."""
         return process_view(service().get_process(processInstanceId))
+
+
+OPERATIONS = {"cancel": Service.cancel_process, "delete": Service.delete_process}
+
+
+@ns.route("/<string:processInstanceId>/<string:operate>")
+@ns.param("processInstanceId", "the process id")
+@ns.param("operate", "cancel: stop a running process; delete: clean up what a finished process created")
+class ProcessOperation(Resource):
+    @ns.response(200, "the process, now canceling or deleting", M["process"])
+    @ns.response(400, "unknown operation", M["error"])
+    @ns.response(404, "no such process", M["error"])
+    @ns.response(409, "the operation makes no sense in the process's status", M["error"])
+    def put(self, processInstanceId: str, operate: str):
+        """Cancel or delete a process: runs a cancel / delete process of the stones' events."""
+        operation = OPERATIONS.get(operate)
+        if operation is None:
+            raise InvalidInput(f"unknown operation {operate!r}: use cancel or delete")
+        return process_view(operation(service(), processInstanceId))

@@ -33,6 +33,7 @@ def process_view(row) -> dict[str, Any]:
         "deploymentId": row.deployment_id,
         "processName": row.process_name,
         "processType": row.process_type,
+        "parentProcessInstanceId": _pid(row.parent_pk),
         "processStatus": row.status,
         "processContent": masked_json(row.content),
         "startTime": fmt_time(row.start_time),
@@ -67,6 +68,7 @@ def task_view(row) -> dict[str, Any]:
         "outputs": masked_json(row.outputs),
         "progress": row.progress,
         "attempt": row.attempt,
+        "event": row.event,
     }
 
 
@@ -98,7 +100,9 @@ def register_models(ns: Namespace) -> dict[str, Any]:
     process = ns.model("Process", {
         "id": fields.String, "processInstanceId": fields.String, "modelId": fields.String,
         "modelKey": fields.String, "deploymentId": fields.String, "processName": fields.String,
-        "processType": fields.String, "processStatus": fields.String,
+        "processType": fields.String(description="null for a process started by request; rollback, cancel or "
+                                                 "delete for the processes derived from one"),
+        "parentProcessInstanceId": fields.String, "processStatus": fields.String,
         "processContent": fields.String(description="the start variables, a JSON string"),
         "startTime": fields.String, "endTime": fields.String, "activitiFileId": fields.String,
         "outputs": fields.String, "nativeOutputs": fields.String, "reason": fields.String,
@@ -116,7 +120,7 @@ def register_models(ns: Namespace) -> dict[str, Any]:
         "name": fields.String, "namespace": fields.String, "stone": fields.String,
         "createTime": fields.String, "endTime": fields.String, "status": fields.String,
         "reason": fields.String, "params": fields.String, "outputs": fields.String,
-        "progress": fields.String, "attempt": fields.Integer,
+        "progress": fields.String, "attempt": fields.Integer, "event": fields.String,
     })
     event = ns.model("TaskEvent", {"status": fields.String, "attempt": fields.Integer, "reason": fields.String,
                                    "progress": fields.String, "time": fields.String})

@@ -9,6 +9,8 @@ from api.schemas import event_view, register_models, task_view
 from orchestrator.errors import InvalidInput
 from orchestrator.service import Service
 
+OPERATIONS = {"reRun": Service.rerun_task, "resume": Service.resume_task}
+
 PATH = "/task"
 ns = Namespace("task", description="Tasks: one stone's work inside a process")
 M = register_models(ns)
@@ -50,3 +52,19 @@ class TaskHistory(Resource):
     def get(self, taskId: str):
         """The task's event history."""
         return [event_view(e) for e in service().task_history(taskId)]
+
+
+@ns.route("/<string:taskId>/<string:operate>")
+@ns.param("taskId", "the task id")
+@ns.param("operate", "reRun: run the failed task again; resume: leave debug mode and roll back")
+class TaskOperation(Resource):
+    @ns.response(200, "the task", M["task"])
+    @ns.response(400, "unknown operation", M["error"])
+    @ns.response(404, "no such task", M["error"])
+    @ns.response(409, "the task is not a failed task of a process in debug mode", M["error"])
+    def put(self, taskId: str, operate: str):
+        """Debug a failed task of a process started with ``debug: true``."""
+        operation = OPERATIONS.get(operate)
+        if operation is None:
+            raise InvalidInput(f"unknown operation {operate!r}: use reRun or resume")
+        return task_view(operation(service(), taskId))

@@ -156,3 +156,26 @@ def test_swagger_describes_the_endpoints(client):
     spec = client.get("/swagger.json").json
     for path in ("/process", "/process/{processInstanceId}", "/task", "/task/{taskId}", "/model"):
         assert path in spec["paths"], path
+
+
+def test_operations_answer_409_when_they_make_no_sense(client, service):
+    deploy(client)
+    proc = client.post("/process", json={"key": "noop_chain", "processName": "x", "variables": {}}).json
+    pid = proc["processInstanceId"]
+    (task,) = client.get(f"/task?processInstanceId={pid}").json
+    r = client.put(f"/process/{pid}/delete")
+    assert r.status_code == 409 and "running" in r.json["message"]  # delete a running process
+    r = client.put(f"/task/{task['taskId']}/reRun")
+    assert r.status_code == 409 and "debug" in r.json["message"]
+    assert client.put(f"/task/{task['taskId']}/resume").status_code == 409
+    assert client.put(f"/process/{pid}/explode").status_code == 400
+    assert client.put(f"/task/{task['taskId']}/explode").status_code == 400
+    assert client.put("/process/999/cancel").status_code == 404
+    assert client.put("/task/999/reRun").status_code == 404
+    r = client.put(f"/process/{pid}/cancel")
+    assert r.status_code == 200 and r.json["processStatus"] == "canceling"
+    derived = r.json["cancelProcessInstanceId"]
+    assert client.put(f"/process/{pid}/cancel").status_code == 409  # a second cancel
+    d = client.get(f"/process/{derived}").json
+    assert d["processType"] == "cancel" and d["parentProcessInstanceId"] == pid
+    assert [t["event"] for t in client.get(f"/task?processInstanceId={derived}").json] == ["cancel"]
