@@ -226,7 +226,7 @@ class Tx:
     def reset_task(self, pk: int, **values: Any) -> None:
         """A new attempt: the row waits for its job again."""
         self.cx.execute(update(T).where(T.c.pk == pk).values(
-            status=None, end_time=None, progress=None, **values))
+            status=None, end_time=None, progress=None, state=None, outputs=None, **values))
 
     def cancel_tasks(self, pks: list[int], now: datetime, reason: str) -> list[int]:
         """Mark not-yet-finished tasks ``canceled``; returns those it moved."""

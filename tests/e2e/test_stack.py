@@ -76,11 +76,12 @@ class Stack:
         assert r.status_code == 200, r.text
         return r.json()
 
-    def wait(self, pid: str, timeout: float = 60) -> dict:
+    def wait(self, pid: str, timeout: float = 60, until=("success", "rollbacked", "rollback_failed", "debug",
+                                                          "canceled", "deleted", "delete_failed")) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             proc = requests.get(f"{self.base}/process/{pid}", timeout=10).json()
-            if proc["processStatus"] != "running":
+            if proc["processStatus"] in until:
                 return proc
             self.check_alive()
             time.sleep(0.1)
@@ -107,6 +108,12 @@ def stack(request, redis_url, tmp_path_factory) -> Iterator[Stack]:
                                  ("boom", "ShellStone", {"command": "&apos;echo broken >&amp;2; exit 3&apos;"}),
                                  ("never", "NoopStone", {})))
         s.cli("deploy", str(failing))
+        needs_fix = tmp / "needs_fix.bpmn"
+        needs_fix.write_text(chain("needs_fix", ("check", "ShellStone", {"command": "&apos;test -f &apos; + marker"})))
+        s.cli("deploy", str(needs_fix))
+        sleepy = tmp / "sleepy.bpmn"
+        sleepy.write_text(chain("sleepy", ("nap", "SleepStone", {"duration": "60"})))
+        s.cli("deploy", str(sleepy))
         shell = tmp / "shell.bpmn"
         shell.write_text(chain("shell", ("hello", "ShellStone", {"command": "&apos;echo hello-$((6*7))&apos;"})))
         s.cli("deploy", str(shell))
@@ -189,13 +196,64 @@ def test_shell_stone_outputs_reach_the_process(stack):
     assert outputs["exitCode"] == 0 and outputs["stdout"].strip() == "hello-42"
 
 
-def test_a_failing_stone_fails_the_process(stack):
+def test_a_failing_stone_fails_the_process_and_rolls_it_back(stack):
     pid = stack.start("failing", {})["processInstanceId"]
     proc = stack.wait(pid)
-    assert proc["processStatus"] == "failed", proc
+    assert proc["processStatus"] == "rollbacked", proc
     assert "exited with 3" in proc["reason"] and "broken" in proc["reason"]
     tasks = stack.tasks(pid)
     assert [(t["name"], t["status"]) for t in tasks] == [("ok", "monitor.success"), ("boom", "monitor.failed")]
+    rollback = stack.tasks(proc["rollbackProcessInstanceId"])
+    assert [(t["name"], t["status"]) for t in rollback] == [("boom", "rollback.success"), ("ok", "rollback.success")]
+    # the ShellStone's rollback removed the work directory its start made
+    boom = tasks[1]
+    assert not (stack.logs / "shell" / f"{boom['id']}-1").exists()
+    assert (stack.logs / "shell").is_dir()
+
+
+def test_debug_rerun_after_fixing_the_cause(stack):
+    marker = stack.logs / "fixed"
+    r = requests.post(f"{stack.base}/process", json={"key": "needs_fix", "processName": "dbg", "debug": True,
+                                                     "variables": {"marker": str(marker)}}, timeout=10)
+    pid = r.json()["processInstanceId"]
+    proc = stack.wait(pid)
+    assert proc["processStatus"] == "debug", proc
+    failed = next(t for t in stack.tasks(pid) if t["status"] == "monitor.failed")
+    marker.write_text("ok")
+    r = requests.put(f"{stack.base}/task/{failed['taskId']}/reRun", timeout=10)
+    assert r.status_code == 200 and r.json()["attempt"] == 2
+    assert stack.wait(pid)["processStatus"] == "success"
+
+
+def test_cancel_a_long_running_process(stack):
+    pid = stack.start("sleepy", {})["processInstanceId"]
+    deadline = time.monotonic() + 20
+    while stack.tasks(pid)[0]["status"] != "monitor.begin" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    r = requests.put(f"{stack.base}/process/{pid}/cancel", timeout=10)
+    assert r.status_code == 200 and r.json()["processStatus"] == "canceling"
+    proc = stack.wait(pid, timeout=30)
+    assert proc["processStatus"] == "canceled"
+    assert stack.tasks(pid)[0]["status"] == "canceled"
+    assert [t["status"] for t in stack.tasks(proc["cancelProcessInstanceId"])] == ["cancel.success"]
+    assert requests.put(f"{stack.base}/process/{pid}/cancel", timeout=10).status_code == 409
+
+
+def test_delete_a_finished_process(stack):
+    pid = stack.start("noop_chain", {})["processInstanceId"]
+    assert stack.wait(pid)["processStatus"] == "success"
+    r = requests.put(f"{stack.base}/process/{pid}/delete", timeout=10)
+    assert r.status_code == 200
+    proc = stack.wait(pid)
+    assert proc["processStatus"] == "deleted"
+    assert [t["name"] for t in stack.tasks(proc["deleteProcessInstanceId"])] == [f"step {i}" for i in (5, 4, 3, 2, 1)]
+
+
+def test_mock_mode_has_no_side_effects(stack):
+    proc = stack.wait(stack.start("shell", {"SipRS::Mock": True})["processInstanceId"])
+    assert proc["processStatus"] == "success"
+    (task,) = stack.tasks(proc["processInstanceId"])
+    assert task["status"] == "mock.passed" and task["event"] == "mock"
 
 
 def test_many_processes_at_once_all_finish(stack):
