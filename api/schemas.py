@@ -69,6 +69,7 @@ def task_view(row) -> dict[str, Any]:
         "progress": row.progress,
         "attempt": row.attempt,
         "event": row.event,
+        "redispatches": row.redispatches,
     }
 
 
@@ -121,6 +122,7 @@ def register_models(ns: Namespace) -> dict[str, Any]:
         "createTime": fields.String, "endTime": fields.String, "status": fields.String,
         "reason": fields.String, "params": fields.String, "outputs": fields.String,
         "progress": fields.String, "attempt": fields.Integer, "event": fields.String,
+        "redispatches": fields.Integer(description="how often a lost job had to be sent again"),
     })
     event = ns.model("TaskEvent", {"status": fields.String, "attempt": fields.Integer, "reason": fields.String,
                                    "progress": fields.String, "time": fields.String})

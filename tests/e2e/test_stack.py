@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
 import requests
 
 from tests.bpmn import chain
-from tests.conftest import EXAMPLES, ROOT, scratch_postgres
+from tests.conftest import EXAMPLES, scratch_postgres
+from tests.e2e.stack import Stack, sqlite_db, wait_http
 
 pytestmark = pytest.mark.e2e
 
@@ -26,75 +22,10 @@ CLUSTER_VARS = {"projectId": "11111", "regionId": "bcc", "vpcId": "vpc-509A87BA"
                 "slave-": {"instanceType": "m2.large"}, "Bingo::RS::FRONT::RSBILLING": {}, "SipRS::Mock": False}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Stack:
-    def __init__(self, env: dict[str, str], logs: Path):
-        self.env = env
-        self.logs = logs
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    def cli(self, *args: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], env=self.env, cwd=ROOT,
-                             capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr
-        return out.stdout
-
-    def spawn(self, name: str, *args: str) -> None:
-        log = open(self.logs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-        self.procs[name] = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], env=self.env,
-                                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
-
-    def stop(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for name, p in self.procs.items():
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
-                print(f"{name} had to be killed")
-
-    def check_alive(self) -> None:
-        for name, p in self.procs.items():
-            if p.poll() is not None:
-                tail = (self.logs / f"{name}.log").read_text()[-3000:]
-                pytest.fail(f"{name} exited with {p.returncode}:\n{tail}")
-
-    def start(self, key: str, variables: dict, name: str = "e2e") -> dict:
-        r = requests.post(f"{self.base}/process", json={"key": key, "processName": name, "variables": variables},
-                          timeout=10)
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    def wait(self, pid: str, timeout: float = 60, until=("success", "rollbacked", "rollback_failed", "debug",
-                                                          "canceled", "deleted", "delete_failed")) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            proc = requests.get(f"{self.base}/process/{pid}", timeout=10).json()
-            if proc["processStatus"] in until:
-                return proc
-            self.check_alive()
-            time.sleep(0.1)
-        pytest.fail(f"process {pid} still running after {timeout}s: {self.tasks(pid)}")
-
-    def tasks(self, pid: str) -> list[dict]:
-        return requests.get(f"{self.base}/task", params={"processInstanceId": pid}, timeout=10).json()
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def stack(request, redis_url, tmp_path_factory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp(f"stack-{request.param}")
-    with (scratch_postgres() if request.param == "postgresql" else _sqlite(tmp)) as db_url:
+    with (scratch_postgres() if request.param == "postgresql" else sqlite_db(tmp)) as db_url:
         stream = f"orch:status:e2e:{request.param}"
         redis.Redis.from_url(redis_url).flushdb()
         env = {**os.environ, "ORCH_DATABASE_URL": db_url, "ORCH_REDIS_URL": redis_url, "ORCH_VAR_DIR": str(tmp),
@@ -121,33 +52,10 @@ def stack(request, redis_url, tmp_path_factory) -> Iterator[Stack]:
         s.spawn("engine", "engine")
         s.spawn("worker", "worker", "--stones", "NoopStone,SleepStone,ShellStone", "--concurrency", "2")
         try:
-            _wait_http(s)
+            wait_http(s)
             yield s
         finally:
             s.stop()
-
-
-class _sqlite:
-    def __init__(self, tmp: Path):
-        self.url = f"sqlite:///{tmp / 'orchestrator.db'}"
-
-    def __enter__(self) -> str:
-        return self.url
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-
-def _wait_http(s: Stack) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        s.check_alive()
-        try:
-            if requests.get(f"{s.base}/health", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    pytest.fail("API did not come up")
 
 
 def test_sequential_model_to_success(stack):
