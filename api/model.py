@@ -19,15 +19,19 @@ def service() -> Service:
     return current_app.extensions["orchestrator"]
 
 
-def _read_upload() -> tuple[bytes, str | None, str | None, str]:
-    """BPMN as multipart (``file`` plus optional ``key``, ``name``) or as a raw XML body."""
+def _read_upload() -> tuple[bytes, str | None, str | None, str, str | None]:
+    """BPMN as multipart (``file``, optional ``key``, ``name``, ``outputTemplate``) or a raw XML body."""
     if request.mimetype == "multipart/form-data":
         upload = request.files.get("file")
         if upload is None:
             raise InvalidInput("multipart upload needs a 'file' part with the BPMN document")
-        return upload.read(), request.form.get("key"), request.form.get("name"), upload.filename or "model.bpmn"
+        template = request.files.get("outputTemplate")
+        template_text = template.read().decode("utf-8") if template is not None else \
+            request.form.get("outputTemplate")
+        return (upload.read(), request.form.get("key"), request.form.get("name"), upload.filename or "model.bpmn",
+                template_text)
     if request.mimetype in XML_TYPES:
-        return request.get_data(), request.args.get("key"), request.args.get("name"), "model.bpmn"
+        return request.get_data(), request.args.get("key"), request.args.get("name"), "model.bpmn", None
     raise UnsupportedMediaType("upload BPMN as multipart/form-data (field 'file') or as application/xml")
 
 
@@ -38,12 +42,13 @@ class ModelList(Resource):
     @ns.response(415, "neither multipart nor XML", M["error"])
     def post(self):
         """Upload a BPMN model; each upload of a key makes a new immutable deployment (version)."""
-        xml, key, name, filename = _read_upload()
+        xml, key, name, filename, template = _read_upload()
         if not xml.strip():
             raise InvalidInput("the BPMN document is empty")
         if key is not None and not key.strip():
             raise InvalidInput("key must not be empty")
-        return deployment_view(service().deploy(xml, key=key, name=name, filename=filename)), 201
+        dep = service().deploy(xml, key=key, name=name, filename=filename, output_template_text=template)
+        return deployment_view(dep), 201
 
     def get(self):
         """List models with their latest version."""

@@ -92,14 +92,23 @@ def worker(stones: str, concurrency: int, pool: str, loglevel: str | None) -> No
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--key", default=None, help="model key (default: the BPMN process id)")
 @click.option("--name", default=None, help="model name (default: the BPMN process name)")
-def deploy(file: Path, key: str | None, name: str | None) -> None:
+@click.option("--output-template", "template", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Jinja2 template of the process outputs (default: FILE with .outputs.j2, if any)")
+def deploy(file: Path, key: str | None, name: str | None, template: Path | None) -> None:
     """Deploy a BPMN file: a new immutable version of its model."""
+    from orchestrator.errors import OrchestratorError
     from orchestrator.service import Service
     from orchestrator.store import Store
 
     settings = _settings()
     service = Service(Store(settings.database_url), None, settings)
-    dep = service.deploy(file.read_bytes(), key=key, name=name, filename=file.name)
+    if template is None and file.with_suffix(".outputs.j2").exists():
+        template = file.with_suffix(".outputs.j2")
+    try:
+        dep = service.deploy(file.read_bytes(), key=key, name=name, filename=file.name,
+                             output_template_text=template.read_text() if template else None)
+    except OrchestratorError as exc:
+        raise click.ClickException(exc.message) from exc
     click.echo(f"deployed {file.name}: key={dep.key} version={dep.version} modelId={dep.model_id} "
                f"deploymentId={dep.deployment_id}")
 

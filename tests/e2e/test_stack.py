@@ -94,6 +94,10 @@ def test_the_seeds_request_runs_six_slaves_in_parallel(stack):
     assert max(t["createTime"] for t in slaves) <= min(t["endTime"] for t in slaves)
     master = next(t for t in tasks if t["namespace"] == "master-1a")
     assert master["progress"] == "100"
+    # outputs: the model's output template (examples/provision_cluster.outputs.j2) over the final data
+    outputs = json.loads(proc["outputs"])
+    assert outputs["master"]["instanceType"] == "m2.large" and len(outputs["slaves"]) == 6
+    assert all(slave == {"slept": 0.2} for slave in outputs["slaves"])
 
 
 def test_shell_stone_outputs_reach_the_process(stack):

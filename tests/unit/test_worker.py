@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.dispatch import job_for
-from orchestrator.worker import JobRunner
-from stones.base import Done, Failed, Pending, Stone, TerminalError
+from orchestrator.worker import JobRunner, backoff
+from stones.base import Done, Failed, Pending, RetryableError, RetryPolicy, Stone, TerminalError
 
 
 class Recorder:
@@ -166,3 +166,74 @@ def test_mock_runs_mock_or_passes():
     r, rec, _ = runner()
     r.run(job("Polls", event="mock"))
     assert rec.statuses == ["mock.passed"]
+
+
+class Throttled(Stone):
+    name = "Throttled"
+    retry = RetryPolicy(attempts=3, backoff_s=2.0, max_backoff_s=5.0, jitter=False)
+
+    def start(self, ctx):
+        raise RetryableError("Throttling: rate exceeded")
+
+
+class FlakyPoll(Stone):
+    name = "FlakyPoll"
+    retry = RetryPolicy(attempts=2, backoff_s=1.0, jitter=False)
+
+    def monitor(self, ctx):
+        raise RetryableError("503 from the provider")
+
+
+STONES.update({s.name: s for s in (Throttled, FlakyPoll)})
+
+
+def test_retryable_start_failure_asks_for_another_attempt_with_backoff():
+    r, rec, _ = runner()
+    r.run(job("Throttled"))
+    failed = rec.reports[-1]
+    assert failed.status == "start.failed" and failed.retry_in == 2.0
+    assert "attempt 1/3" in failed.reason
+    r, rec, _ = runner()
+    r.run({**job("Throttled"), "attempt": 2})
+    assert rec.reports[-1].retry_in == 4.0
+    r, rec, _ = runner()
+    r.run({**job("Throttled"), "attempt": 3})
+    assert rec.reports[-1].retry_in is None and "giving up" in rec.reports[-1].reason
+
+
+def test_model_can_override_the_retry_policy():
+    r, rec, _ = runner()
+    r.run(job("Throttled", properties={"retryAttempts": "1"}))
+    assert rec.reports[-1].retry_in is None
+
+
+def test_backoff_is_exponential_capped_and_jittered():
+    policy = RetryPolicy(attempts=10, backoff_s=1.0, max_backoff_s=8.0, jitter=True)
+    assert [backoff(policy, n, rng=lambda: 0.5) for n in (1, 2, 3, 4, 5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
+    assert backoff(policy, 1, rng=lambda: 0.0) == 0.5 and backoff(policy, 1, rng=lambda: 0.999) < 1.5
+
+
+def test_a_retryable_poll_error_polls_again_then_fails():
+    r, rec, queued = runner()
+    r.run(job("FlakyPoll"))
+    assert rec.statuses[-1] == "monitor.begin" and "poll failed (1/2)" in rec.reports[-1].reason
+    (again, delay), = queued
+    assert delay == 1.0 and again["errors"] == 1
+    r.run(again)
+    assert rec.statuses[-1] == "monitor.failed" and "503" in rec.reports[-1].reason
+
+
+def test_revoked_and_duplicate_jobs_are_dropped_and_undo_jobs_wait():
+    r, rec, queued = runner(guard=Guard(revoked={11}))
+    r.run(job("Polls"))
+    assert rec.reports == [] and queued == []
+    guard = Guard(busy={11})
+    r, rec, queued = runner(guard=guard)
+    r.run(job("Polls"))  # a duplicate of a start running elsewhere
+    assert rec.reports == [] and queued == []
+    undo = {**job("Polls", event="rollback"), "task": 99, "lock": 11}
+    r.run(undo)  # the rollback of a task whose start is still running waits for it
+    assert rec.reports == [] and queued == [(undo, 2.0)]
+    guard.busy.clear()
+    r.run(undo)
+    assert rec.statuses == ["rollback.begin", "rollback.success"]
