@@ -545,21 +545,22 @@ class Service:
         if task.origin_pk is not None and state is None:
             origin = tx.get_task(task.origin_pk)
             state = _loads(origin.state) if origin is not None else None
-        job = job_for(process_pk=task.process_pk, task_pk=task.pk, task_uuid=self._key_uuid(tx, task),
+        key_uuid, generation = self._key_of(tx, task)
+        job = job_for(process_pk=task.process_pk, task_pk=task.pk, task_uuid=key_uuid,
                       attempt=task.attempt, stone=task.stone, event=event, name=task.name,
                       namespace=task.namespace, params=_loads(task.params) or {}, state=state,
-                      properties=_loads(task.properties), generation=task.generation, countdown=countdown)
+                      properties=_loads(task.properties), generation=generation, countdown=countdown)
         if task.origin_pk is not None:
             job["lock"] = task.origin_pk  # never side by side with the work it undoes
         return job
 
-    def _key_uuid(self, tx: Tx, task: Row) -> str:
+    def _key_of(self, tx: Tx, task: Row) -> tuple[str, int]:
         # Undo events use the original task's key: the provider sees one identity per resource.
         if task.origin_pk is not None:
             origin = tx.get_task(task.origin_pk)
             if origin is not None:
-                return origin.id
-        return task.id
+                return origin.id, origin.generation
+        return task.id, task.generation
 
     def _new_attempt(self, tx: Tx, task: Row, now: datetime, *, countdown: float | None,
                      generation: int | None = None) -> Effects:

@@ -20,12 +20,14 @@ __all__ = [
     "Done",
     "Failed",
     "HttpStone",
+    "MachineStone",
     "NoopStone",
     "Pending",
     "RetryPolicy",
     "RetryableError",
     "ShellStone",
     "SleepStone",
+    "StackStone",
     "Stone",
     "StoneContext",
     "StoneError",
@@ -35,12 +37,14 @@ __all__ = [
     "load_stones",
 ]
 
-# Loaded on first use: ``import stones.base`` should not pull in requests or subprocess.
+# Loaded on first use: ``import stones.base`` should not pull in requests, boto3 or subprocess.
 _LAZY = {
     "HttpStone": "stones.http",
+    "MachineStone": "stones.machine",
     "NoopStone": "stones.noop",
     "ShellStone": "stones.shell",
     "SleepStone": "stones.sleep",
+    "StackStone": "stones.stack",
     "builtin_stones": "stones.registry",
     "get_stone": "stones.registry",
     "load_stones": "stones.registry",

@@ -37,11 +37,13 @@ def builtin_stones() -> dict[str, type[Stone]]:
     """The stones shipped with the orchestrator, by name."""
     # Imported here so that ``import stones.registry`` stays cheap until stones are needed.
     from stones.http import HttpStone
+    from stones.machine import MachineStone
     from stones.noop import NoopStone
     from stones.shell import ShellStone
     from stones.sleep import SleepStone
+    from stones.stack import StackStone
 
-    return {cls.name: cls for cls in (NoopStone, SleepStone, ShellStone, HttpStone)}
+    return {cls.name: cls for cls in (NoopStone, SleepStone, ShellStone, HttpStone, MachineStone, StackStone)}
 
 
 def _entry_point_stones(builtins: dict[str, type[Stone]]) -> dict[str, type[Stone]]:

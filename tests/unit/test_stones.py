@@ -71,7 +71,7 @@ def fake_entry_points(monkeypatch: pytest.MonkeyPatch, plugin_module: str):
 
 def test_builtin_stones_are_keyed_by_name():
     builtins = registry.builtin_stones()
-    assert set(builtins) == {"NoopStone", "SleepStone", "ShellStone", "HttpStone"}
+    assert set(builtins) == {"NoopStone", "SleepStone", "ShellStone", "HttpStone", "MachineStone", "StackStone"}
     for name, cls in builtins.items():
         assert issubclass(cls, Stone) and cls.name == name
 
@@ -118,7 +118,7 @@ def test_get_stone_unknown_lists_known_stones():
         registry.get_stone("NoSuchStone")
     message = str(info.value)
     assert "NoSuchStone" in message
-    assert "HttpStone, NoopStone, ShellStone, SleepStone" in message
+    assert "HttpStone, MachineStone, NoopStone, ShellStone, SleepStone, StackStone" in message
 
 
 # --- NoopStone ---------------------------------------------------------------------------------------
@@ -324,3 +324,16 @@ def test_shell_odd_keys_stay_inside_the_shell_dir(var_dir):
     workdir = Path(ctx.state["dir"])
     assert workdir.parent == var_dir.resolve() / "shell"
     assert isinstance(wait_result(ctx), Done)
+
+
+def test_a_models_endpoint_url_needs_the_operators_consent(monkeypatch):
+    from stones.aws import aws_endpoint
+    from stones.base import TerminalError
+
+    monkeypatch.delenv("ORCH_AWS_ALLOW_ENDPOINT_PARAM", raising=False)
+    monkeypatch.setenv("ORCH_AWS_ENDPOINT_URL", "http://127.0.0.1:5000")
+    assert aws_endpoint({}) == "http://127.0.0.1:5000"
+    with pytest.raises(TerminalError, match="not allowed"):
+        aws_endpoint({"endpointUrl": "http://attacker.example"})
+    monkeypatch.setenv("ORCH_AWS_ALLOW_ENDPOINT_PARAM", "1")
+    assert aws_endpoint({"endpointUrl": "http://127.0.0.1:9"}) == "http://127.0.0.1:9"
