@@ -24,6 +24,7 @@ from types import FrameType
 from typing import IO, Any
 
 from orchestrator.config import VAR_DIR, Settings
+from orchestrator.moto_server import MotoServer, MotoServerError, ensure_moto
 from orchestrator.redis_server import (
     EmbeddedRedis,
     RedisServerError,
@@ -117,7 +118,8 @@ def _public_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
 
 
-def _banner(console: _Console, settings: Settings, stones: list[str], flower: bool, embedded: bool) -> None:
+def _banner(console: _Console, settings: Settings, stones: list[str], flower: bool, embedded: bool,
+            aws_note: str = "") -> None:
     redis_note = f"  (embedded, data dir {VAR_DIR / 'redis'})" if embedded else ""
     flower_url = f"http://{_public_host(settings.api_host)}:{settings.flower_port}" if flower else "off"
     for text in (
@@ -127,6 +129,7 @@ def _banner(console: _Console, settings: Settings, stones: list[str], flower: bo
         f"  Redis     {mask_url(settings.redis_url)}{redis_note}",
         f"  Database  {mask_url(settings.database_url)}",
         f"  Stones    {', '.join(stones) or '(none: no workers)'}",
+        f"  AWS       {aws_note}",
         "  Ctrl-C stops everything.",
     ):
         console.say(text)
@@ -194,6 +197,7 @@ def run_stack(
             previous[sig] = signal.signal(sig, on_signal)
 
     embedded: EmbeddedRedis | None = None
+    moto: MotoServer | None = None
     children: list[_Child] = []
     try:
         # Decide the Redis before anything else: every child needs its URL.
@@ -216,10 +220,21 @@ def run_stack(
                 return 1
 
         env = {**os.environ, **_settings_env(settings), "ORCH_REDIS_URL": redis_url}
+        # The cloud stones talk to a local moto server unless the operator points them at AWS
+        # (ORCH_AWS_REAL=1) or at an endpoint of their own (ORCH_AWS_ENDPOINT_URL).
+        aws_note = "real AWS (ORCH_AWS_REAL=1)"
+        if os.environ.get("ORCH_AWS_REAL") not in ("1", "true", "yes"):
+            try:
+                aws_url, moto = ensure_moto(os.environ.get("ORCH_AWS_ENDPOINT_URL") or None, VAR_DIR / "moto")
+            except MotoServerError as exc:
+                console.shout(str(exc))
+                return 1
+            env["ORCH_AWS_ENDPOINT_URL"] = aws_url
+            aws_note = f"{aws_url}  ({'local moto server' if moto else 'configured endpoint'})"
         env["PYTHONUNBUFFERED"] = "1"  # child lines reach us as they are written
         children = _commands(stones, with_flower)
         console.width = max(len(c.name) for c in children + [_Child("devstack", [])])
-        _banner(console, settings, stones, with_flower, embedded is not None)
+        _banner(console, settings, stones, with_flower, embedded is not None, aws_note)
 
         for child in children:
             if stop.is_set():
@@ -261,6 +276,8 @@ def run_stack(
         _stop_children(children, console, force)
         if embedded is not None:
             embedded.stop()
+        if moto is not None:
+            moto.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if children:
