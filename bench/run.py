@@ -40,18 +40,24 @@ from typing import Any
 
 import redis
 import requests
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 
+from orchestrator.models import Process, Task, TaskEvent
+from orchestrator.redis_server import EmbeddedRedis, child_preexec, is_reachable, mask_url
+from orchestrator.store import normalize_url
+
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var" / "bench"
+P, T, E = (m.__table__ for m in (Process, Task, TaskEvent))
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 MODEL_FILE = ROOT / "examples" / "noop_chain.bpmn"
 MODEL_KEY = "noop_chain"
 TASKS_PER_PROCESS = 5
 MEASURED_NAME = "bench"
 WARMUP_NAME = "bench-warmup"
+PROBE_NAME = "bench-probe"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 BENCH_DB = "orch_bench"  # the database (or, failing that, the schema) the benchmark owns
@@ -78,6 +84,7 @@ class ProcStat:
     comm: str
     title: str  # the command line (PostgreSQL backends name their database there)
     ticks: int  # utime + stime
+    started: int  # start time since boot: tells a reused pid from the same process
 
 
 def proc_snapshot() -> dict[int, ProcStat]:
@@ -99,7 +106,8 @@ def proc_snapshot() -> dict[int, ProcStat]:
             if comm == "postgres":
                 with open(f"/proc/{entry}/cmdline", "rb") as f:
                     title = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-            out[int(entry)] = ProcStat(int(fields[1]), comm, title, int(fields[11]) + int(fields[12]))
+            out[int(entry)] = ProcStat(int(fields[1]), comm, title, int(fields[11]) + int(fields[12]),
+                                       int(fields[19]))
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile
     return out
@@ -166,7 +174,7 @@ class Children:
             # Ctrl-C; PR_SET_PDEATHSIG (child_preexec) covers the benchmark being killed outright.
             proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                    preexec_fn=_child_preexec())
+                                    preexec_fn=child_preexec())
         child = Child(name, role, proc, log_path)
         self.children.append(child)
         return child
@@ -203,12 +211,6 @@ class Children:
 def _signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-
-
-def _child_preexec():
-    from orchestrator.redis_server import child_preexec
-
-    return child_preexec()
 
 
 def run_cmd(name: str, argv: list[str], env: dict[str, str], timeout: float = 120.0) -> str:
@@ -253,8 +255,6 @@ class RedisTarget:
 
 
 def pick_redis() -> RedisTarget:
-    from orchestrator.redis_server import EmbeddedRedis, is_reachable, mask_url
-
     configured = os.environ.get("ORCH_BENCH_REDIS_URL")
     if configured:
         if is_reachable(configured, timeout=1.0):
@@ -288,8 +288,6 @@ class Database:
         self.where = str(self.sqlite_path.relative_to(ROOT))
 
     def _admin_engine(self) -> Engine:
-        from orchestrator.store import normalize_url
-
         assert self.admin_url is not None
         return create_engine(normalize_url(self.admin_url), isolation_level="AUTOCOMMIT", poolclass=NullPool,
                              connect_args={"connect_timeout": 3})
@@ -341,14 +339,10 @@ class Database:
 
     def reader(self) -> Engine:
         """The benchmark's own connection, reading committed rows (autocommit)."""
-        from orchestrator.store import normalize_url
-
         return create_engine(normalize_url(self.url), isolation_level="AUTOCOMMIT", poolclass=NullPool)
 
 
 def _mask(url: str) -> str:
-    from orchestrator.redis_server import mask_url
-
     return mask_url(url)
 
 
@@ -394,6 +388,7 @@ class Config:
     engines: int
     concurrency: int
     warmup: int
+    probe: int
     http_threads: int
     api_threads: int | None
     timeout: float
@@ -437,7 +432,7 @@ class Measure:
             return "redis-server"
         if st.comm == "postgres":
             return "postgres (orch_bench)" if f" {self.bench_db} " in f" {st.title} " else "postgres (other)"
-        return f"other: {st.comm}"
+        return f"other: {st.comm.split('/')[0]}"  # kworker/1:3-events -> kworker
 
     def finish(self) -> dict[str, Any]:
         wall = time.perf_counter() - self.t0
@@ -448,7 +443,7 @@ class Measure:
         ticks: dict[str, int] = defaultdict(int)
         for pid, st in snap1.items():
             before = self.snap0.get(pid)
-            delta = st.ticks - (before.ticks if before is not None and before.comm == st.comm else 0)
+            delta = st.ticks - (before.ticks if before is not None and before.started == st.started else 0)
             if delta > 0:
                 ticks[self._label(pid, st, ours)] += delta
         cpu = {k: round(v / _TICK, 2) for k, v in sorted(ticks.items(), key=lambda kv: -kv[1])}
@@ -531,26 +526,32 @@ class PipelineRound:
             return False
 
     def _count(self, status: str = "success") -> int:
-        return self.cx.execute(text("SELECT count(*) FROM processes WHERE status = :s"), {"s": status}).scalar_one()
+        # SELECT count(*) FROM processes WHERE status = 'success'
+        return self.cx.execute(select(func.count()).select_from(P).where(P.c.status == status)).scalar_one()
+
+    def _statuses(self) -> dict[str, int]:
+        return dict(self.cx.execute(select(P.c.status, func.count()).group_by(P.c.status)).all())
 
     def _check_failed(self) -> None:
-        bad = self.cx.execute(text(
-            "SELECT pk, status, reason FROM processes WHERE status NOT IN ('running', 'success') "
-            "ORDER BY pk LIMIT 5")).all()
+        bad = self.cx.execute(select(P.c.pk, P.c.status, P.c.reason)
+                              .where(P.c.status.not_in(("running", "success"))).order_by(P.c.pk).limit(5)).all()
         if bad:
-            counts = dict(self.cx.execute(text("SELECT status, count(*) FROM processes GROUP BY status")).all())
+            counts = self._statuses()
             lines = "\n".join(f"  process {pk}: {status}: {reason}" for pk, status, reason in bad)
             raise BenchError(f"processes ended unsuccessfully (statuses {counts}):\n{lines}")
 
-    def _start_many(self, n: int, name: str) -> tuple[list[float], list[str], float]:
-        """POST n processes over http_threads keep-alive sessions; returns latencies, errors, seconds."""
+    def _run_batch(self, n: int, name: str, already: int, timeout: float) -> dict[str, Any]:
+        """POST n processes from http_threads keep-alive sessions, then wait until all succeeded.
+
+        Timed from the first POST until ``already + n`` processes are ``success`` in the database.
+        """
         local = threading.local()
         latencies: list[float] = []
         errors: list[str] = []
         body = {"key": MODEL_KEY, "processName": name, "variables": {}}
         url = f"{self.base}/process"
 
-        def post(_: int) -> None:
+        def post() -> None:
             session = getattr(local, "session", None)
             if session is None:
                 session = local.session = requests.Session()
@@ -564,53 +565,39 @@ class PipelineRound:
             if resp.status_code != 200:
                 errors.append(f"HTTP {resp.status_code}: {resp.text[:300]}")
 
-        self._pool = ThreadPoolExecutor(self.cfg.http_threads, thread_name_prefix="bench-http")
-        t0 = time.perf_counter()
-        self._futures = [self._pool.submit(post, i) for i in range(n)]
-        self._post_errors = errors
-        self._post_t0 = t0
-        return latencies, errors, t0
-
-    def _posts_done(self) -> float | None:
-        if self._post_errors:
-            raise BenchError(f"{len(self._post_errors)} POST /process failed, first: {self._post_errors[0]}")
-        if all(f.done() for f in self._futures):
-            return time.perf_counter()
-        return None
-
-    def _run_batch(self, n: int, name: str, already: int, timeout: float) -> dict[str, Any]:
-        latencies, errors, t0 = self._start_many(n, name)
-        posted_at: float | None = None
-        last_fail_check = t0
         target = already + n
+        pool = ThreadPoolExecutor(self.cfg.http_threads, thread_name_prefix="bench-http")
+        t0 = time.perf_counter()
         try:
+            futures = [pool.submit(post) for _ in range(n)]
+            posted_at: float | None = None
+            last_check = t0
             deadline = t0 + timeout
             while True:
-                if posted_at is None:
-                    posted_at = self._posts_done()
+                if errors:
+                    raise BenchError(f"{len(errors)} POST /process failed, first: {errors[0]}")
+                if posted_at is None and all(f.done() for f in futures):
+                    posted_at = time.perf_counter()
                 if self._count() >= target:
                     t_end = time.perf_counter()
                     break
                 now = time.perf_counter()
-                if now - last_fail_check > 1.0:
-                    last_fail_check = now
+                if now - last_check > 1.0:
+                    last_check = now
                     self._check_failed()
                     self.children.check()
                 if now > deadline:
-                    counts = dict(self.cx.execute(text(
-                        "SELECT status, count(*) FROM processes GROUP BY status")).all())
+                    counts = self._statuses()
                     raise BenchError(f"timed out after {timeout:g}s: {len(latencies)}/{n} POSTs answered, "
                                      f"process statuses {counts} (want {target} success)")
                 time.sleep(POLL_S)
         finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)
         if errors:
             raise BenchError(f"{len(errors)} POST /process failed, first: {errors[0]}")
         self._check_failed()
-        if posted_at is None:
-            posted_at = t_end
-        return {"wall_s": t_end - t0, "publish_s": min(posted_at, t_end) - t0,
-                "post": summary_ms(latencies)}
+        # Every process succeeded, so every POST was answered, at the latest by now.
+        return {"wall_s": t_end - t0, "publish_s": (posted_at or t_end) - t0, "post": summary_ms(latencies)}
 
     def _measure(self) -> RoundResult:
         cfg = self.cfg
@@ -625,20 +612,45 @@ class PipelineRound:
         m = self._run_batch(cfg.processes, MEASURED_NAME, cfg.warmup, cfg.timeout)
         cpu = measure.finish()
         result = RoundResult("pipeline", self.index, cfg.processes, m["wall_s"], m["publish_s"])
-        result.extra = {"post_latency": m["post"], "cpu": cpu, **self._latencies()}
+        result.extra = {"post_latency": m["post"], "cpu": cpu, **self._latencies(MEASURED_NAME)}
+        if cfg.probe:
+            result.extra["idle"] = self._probe(cfg.probe, cfg.warmup + cfg.processes)
         return result
 
-    def _latencies(self) -> dict[str, Any]:
-        """Per-task latencies of the measured processes, from the task and task_events tables."""
-        tasks = self.cx.execute(text(
-            "SELECT t.pk, t.process_pk, t.create_time FROM tasks t JOIN processes p ON p.pk = t.process_pk "
-            "WHERE p.process_name = :n ORDER BY t.process_pk, t.pk"), {"n": MEASURED_NAME}).all()
-        events = self.cx.execute(text(
-            "SELECT e.task_pk, e.status, e.at FROM task_events e JOIN tasks t ON t.pk = e.task_pk "
-            "JOIN processes p ON p.pk = t.process_pk WHERE p.process_name = :n ORDER BY e.pk"),
-            {"n": MEASURED_NAME}).all()
-        procs = {pk: (start, end) for pk, start, end in self.cx.execute(text(
-            "SELECT pk, start_time, end_time FROM processes WHERE process_name = :n"), {"n": MEASURED_NAME})}
+    def _probe(self, n: int, already: int) -> dict[str, Any]:
+        """Latencies without load: n processes one after the other, each waited for."""
+        session = requests.Session()
+        body = {"key": MODEL_KEY, "processName": PROBE_NAME, "variables": {}}
+        for i in range(n):
+            resp = session.post(f"{self.base}/process", json=body, timeout=60)
+            if resp.status_code != 200:
+                raise BenchError(f"probe POST /process: HTTP {resp.status_code}: {resp.text[:300]}")
+            target = already + i + 1
+            deadline = time.perf_counter() + 60.0
+            while self._count() < target:
+                if time.perf_counter() > deadline:
+                    self._check_failed()
+                    self.children.check()
+                    raise BenchError(f"probe process {i + 1}/{n} did not succeed within 60s")
+                time.sleep(0.005)
+        self._check_failed()
+        lat = self._latencies(PROBE_NAME)
+        lb = lat["latency_breakdown"]
+        say(f"  idle probe ({n} processes one at a time): process p50 {lb['process_ms']['p50_ms']} ms, "
+            f"dispatch p50 {lat['dispatch_p50_ms']} ms p99 {lat['dispatch_p99_ms']} ms")
+        return {"processes": n, "dispatch_p50_ms": lat["dispatch_p50_ms"], "dispatch_p99_ms": lat["dispatch_p99_ms"],
+                "latency_breakdown": lb}
+
+    def _latencies(self, name: str) -> dict[str, Any]:
+        """Per-task latencies of the processes named ``name``, from the task and task_events tables."""
+        # Typed columns (orchestrator.models): datetimes come back as datetimes on SQLite too.
+        mine = select(P.c.pk).where(P.c.process_name == name)
+        tasks = self.cx.execute(select(T.c.pk, T.c.process_pk, T.c.create_time)
+                                .where(T.c.process_pk.in_(mine)).order_by(T.c.process_pk, T.c.pk)).all()
+        events = self.cx.execute(select(E.c.task_pk, E.c.status, E.c.at).join(T, T.c.pk == E.c.task_pk)
+                                 .where(T.c.process_pk.in_(mine)).order_by(E.c.pk)).all()
+        procs = {pk: (start, end) for pk, start, end in self.cx.execute(
+            select(P.c.pk, P.c.start_time, P.c.end_time).where(P.c.process_name == name))}
         first_at: dict[tuple[int, str], datetime] = {}
         for task_pk, status, at in events:
             first_at.setdefault((task_pk, status), at)
@@ -746,6 +758,22 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def source_info() -> dict[str, Any]:
+    """The commit measured and the files changed on top of it (read-only git calls)."""
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "--no-optional-locks", *args], cwd=ROOT, capture_output=True,
+                                 text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout if out.returncode == 0 else None
+
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    commit = git("rev-parse", "HEAD")
+    return {"commit": None if commit is None else commit.strip(),
+            "changed_files": None if changed is None else [line[3:] for line in changed.splitlines() if line]}
+
+
 def print_table(results: list[RoundResult]) -> None:
     header = (f"{'round':<12}{'N':>6}{'wall s':>9}{'publish s':>11}{'chains|proc/s':>15}{'tasks/s':>10}"
               f"{'dispatch p50':>14}{'p99 ms':>9}{'busy %':>8}")
@@ -799,6 +827,10 @@ def summarize(cfg: Config, results: list[RoundResult], db: Database | None, rds:
         "dispatch_p50_ms": _r(_median(r.extra.get("dispatch_p50_ms") for r in pipe)),
         "dispatch_p99_ms": _r(_median(r.extra.get("dispatch_p99_ms") for r in pipe)),
         "machine": machine,
+        # The same latency without load (--probe processes one at a time after each measured batch).
+        "idle_dispatch_p50_ms": _r(_median(r.extra.get("idle", {}).get("dispatch_p50_ms") for r in pipe)),
+        "idle_dispatch_p99_ms": _r(_median(r.extra.get("idle", {}).get("dispatch_p99_ms") for r in pipe)),
+        "source": source_info(),
         "targets": {
             "processes_per_s": TARGET_PROCESSES_PER_S,
             "processes_per_s_met": None if processes_per_s is None else processes_per_s >= TARGET_PROCESSES_PER_S,
@@ -807,7 +839,7 @@ def summarize(cfg: Config, results: list[RoundResult], db: Database | None, rds:
         },
         "config": {
             "processes": cfg.processes, "rounds": cfg.rounds, "engines": cfg.engines,
-            "concurrency": cfg.concurrency, "warmup": cfg.warmup, "http_threads": cfg.http_threads,
+            "concurrency": cfg.concurrency, "warmup": cfg.warmup, "probe": cfg.probe, "http_threads": cfg.http_threads,
             "api_threads": cfg.api_threads, "log_level": cfg.log_level, "sides": cfg.sides,
             "tasks_per_process": TASKS_PER_PROCESS, "model": str(MODEL_FILE.relative_to(ROOT)),
         },
@@ -841,6 +873,9 @@ def print_summary(s: dict[str, Any]) -> None:
     say(f"  ratio:      {'n/a' if ratio is None else f'{ratio:.3f}'} (pipeline tasks/s / raw Celery tasks/s)")
     say(f"  dispatch (task created -> start.begin): p50 {fmt(s['dispatch_p50_ms'], ' ms')}, "
         f"p99 {fmt(s['dispatch_p99_ms'], ' ms')}")
+    if s["idle_dispatch_p50_ms"] is not None:
+        say(f"  dispatch without load ({s['config']['probe']} processes one at a time): "
+            f"p50 {fmt(s['idle_dispatch_p50_ms'], ' ms')}, p99 {fmt(s['idle_dispatch_p99_ms'], ' ms')}")
     say(f"targets: >= {t['processes_per_s']:g} processes/s: {verdict(t['processes_per_s_met'])}; "
         f">= {t['ratio_to_raw_celery']:g}x raw Celery task throughput: {verdict(t['ratio_to_raw_celery_met'])}")
     say(f"written to {RESULTS.relative_to(ROOT)}")
@@ -858,6 +893,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, str]:
     p.add_argument("--concurrency", "-c", type=int, default=os.cpu_count() or 1,
                    help="worker processes (both sides)")
     p.add_argument("--warmup", type=int, default=20, help="processes / chains run first, not counted")
+    p.add_argument("--probe", type=int, default=20,
+                   help="after each measured pipeline batch, processes run one at a time (idle latencies)")
     p.add_argument("--http-threads", type=int, default=16, help="client threads (keep-alive sessions)")
     p.add_argument("--api-threads", type=int, default=None, help="API server threads (default: ORCH_API_THREADS)")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds a measured batch may take")
@@ -870,7 +907,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, str]:
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     sides = [a.only] if a.only else ["raw", "pipeline"]
-    return Config(a.processes, a.rounds, a.engines, a.concurrency, max(0, a.warmup), a.http_threads,
+    return Config(a.processes, a.rounds, a.engines, a.concurrency, max(0, a.warmup), max(0, a.probe), a.http_threads,
                   a.api_threads, a.timeout, a.log_level.upper(), sides), a.db
 
 
@@ -882,6 +919,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg, want_db = parse_args(argv)
     VAR.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _sigterm)
+    # Started in the background by a non-interactive shell, SIGINT comes in ignored: take it back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     started = datetime.now(UTC)
     t_start = time.perf_counter()
     machine = machine_info()
