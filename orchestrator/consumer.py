@@ -48,6 +48,8 @@ class EngineLoop:
             entries = self.stream.read(self.batch, self.block_ms)
         if entries:
             self._apply(entries)
+        else:
+            self.service.flush_produced()
         if now - self._last_sweep > self.sweep_every_s:
             self._last_sweep = now
             self.service.sweep_outbox()
@@ -81,7 +83,7 @@ class EngineLoop:
                     log.exception("dropping report that cannot be applied: %s", report)
         self.stream.ack([eid for eid, _ in entries])
         self.applied += len(reports)
-        self.service.publish(outbox)
+        self.service.publish(outbox, defer_marks=True)
 
     def run_forever(self, stop: threading.Event | None = None) -> None:
         stop = stop or threading.Event()

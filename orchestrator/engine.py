@@ -290,6 +290,7 @@ class Run:
     def __init__(self, model: CompiledModel, workflow: BpmnWorkflow):
         self.model = model
         self.wf = workflow
+        self._scanned: tuple[list, list[datetime]] | None = None
 
     @classmethod
     def start(cls, model: CompiledModel, variables: Mapping[str, Any]) -> Run:
@@ -324,15 +325,40 @@ class Run:
 
     def advance(self) -> list[StoneCall]:
         """Run the engine until it waits; return the stone tasks that became ready since last time."""
+        self._scanned = None
         try:
             self.wf.do_engine_steps()
         except SpiffWorkflowException as exc:
             raise WorkflowError(str(exc)) from exc
-        calls = []
-        for task in self.wf.get_tasks(state=TaskState.STARTED):
-            if isinstance(task.task_spec, StoneTask) and not task.internal_data.get("dispatched"):
-                calls.append(self._dispatch(task))
-        return calls
+        ready, interrupted, timers = self._scan()
+        self._scanned = (interrupted, timers)
+        return [self._dispatch(task) for task in ready]
+
+    def _all_tasks(self):
+        yield from self.wf.tasks.values()
+        for sub in self.wf.subprocesses.values():
+            yield from sub.tasks.values()
+
+    def _scan(self) -> tuple[list, list, list[datetime]]:
+        """One pass over the task tree (cheaper than one ``get_tasks`` per question): stone tasks
+        to dispatch, dispatched ones the workflow cancelled, and the waiting timers' due times."""
+        ready, interrupted, timers = [], [], []
+        started, cancelled, waiting = TaskState.STARTED, TaskState.CANCELLED, TaskState.WAITING
+        for task in self._all_tasks():
+            state = task.state
+            if state == started:
+                if isinstance(task.task_spec, StoneTask) and not task.internal_data.get("dispatched"):
+                    ready.append(task)
+            elif state == cancelled:
+                if (isinstance(task.task_spec, StoneTask) and task.internal_data.get("dispatched")
+                        and not task.internal_data.get("cancel_handled")):
+                    interrupted.append(task)
+            elif state == waiting and isinstance(getattr(task.task_spec, "event_definition", None),
+                                                 TimerEventDefinition):
+                due = _timer_due(task.internal_data.get("event_value"))
+                if due is not None:
+                    timers.append(due)
+        return ready, interrupted, timers
 
     def _dispatch(self, task) -> StoneCall:
         spec: StoneTask = task.task_spec
@@ -362,6 +388,7 @@ class Run:
 
     def complete(self, spiff_task_id: str, outputs: Mapping[str, Any] | None) -> bool:
         """Complete a waiting stone task with its outputs; False when it no longer waits."""
+        self._scanned = None
         task = self.wf.get_task_from_id(UUID(spiff_task_id))
         if task is None or task.state != TaskState.STARTED:
             return False
@@ -382,6 +409,7 @@ class Run:
 
         True when one caught it: the task is cancelled and the boundary path runs instead.
         """
+        self._scanned = None
         task = self.wf.get_task_from_id(UUID(spiff_task_id))
         if task is None or task.state != TaskState.STARTED or task.parent is None:
             return False
@@ -400,33 +428,32 @@ class Run:
 
     def fire_timers(self) -> None:
         """Let timer events whose time has come fire (the caller then advances)."""
+        self._scanned = None
         self.wf.refresh_timers()
+
+    def _scan_result(self) -> tuple[list, list[datetime]]:
+        # advance() leaves its scan behind; anything else rescans.
+        if self._scanned is None:
+            _, interrupted, timers = self._scan()
+            self._scanned = (interrupted, timers)
+        return self._scanned
 
     def next_timer(self) -> datetime | None:
         """When the earliest waiting timer event fires, if any."""
-        times = []
-        for task in self.wf.get_tasks(state=TaskState.WAITING):
-            if isinstance(getattr(task.task_spec, "event_definition", None), TimerEventDefinition):
-                value = task.internal_data.get("event_value")
-                if isinstance(value, str):
-                    try:
-                        times.append(datetime.fromisoformat(value).astimezone(UTC).replace(tzinfo=None))
-                    except ValueError:
-                        continue
-        return min(times) if times else None
+        timers = self._scan_result()[1]
+        return min(timers) if timers else None
 
     def cancelled_stone_tasks(self) -> list[str]:
         """Dispatched stone tasks the workflow cancelled (a timer or error boundary interrupted them)."""
-        found = []
-        for task in self.wf.get_tasks(state=TaskState.CANCELLED):
-            if (isinstance(task.task_spec, StoneTask) and task.internal_data.get("dispatched")
-                    and not task.internal_data.get("cancel_handled")):
-                task.internal_data["cancel_handled"] = True
-                found.append(str(task.id))
-        return found
+        interrupted = self._scan_result()[0]
+        for task in interrupted:
+            task.internal_data["cancel_handled"] = True
+        self._scanned = ([], self._scanned[1]) if self._scanned else None
+        return [str(task.id) for task in interrupted]
 
     def cancel(self) -> list[str]:
         """Cancel the workflow; return the spiff ids of stone tasks that were in flight."""
+        self._scanned = None
         cancelled = self.wf.cancel()
         return [str(t.id) for t in cancelled
                 if isinstance(t.task_spec, StoneTask) and t.internal_data.get("dispatched")]
@@ -448,6 +475,16 @@ class WorkflowError(InvalidInput):
     """The model failed while running (an expression raised, a gateway had no way out)."""
 
     code = "workflow_error"
+
+
+def _timer_due(value: Any) -> datetime | None:
+    """A timer event's due time as naive UTC (SpiffWorkflow keeps an ISO string)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).astimezone(UTC).replace(tzinfo=None)
+    except ValueError:
+        return None
 
 
 def _jsonable(value: Any) -> Any:

@@ -84,6 +84,10 @@ class Effects:
     revoke: list[int] = field(default_factory=list)
     # Workflows saved in the transaction: pk -> (new version, run), cached once it commits.
     saved: dict[int, tuple[int, Run]] = field(default_factory=dict)
+    # Writes the engine batches: every process's new task rows and workflow saves of one batch
+    # go to the database in one statement each (``Service._flush``).
+    new_tasks: list[tuple[dict[str, Any], StoneCall]] = field(default_factory=list)
+    saves: list[dict[str, Any]] = field(default_factory=list)
 
     def __iadd__(self, other: Effects) -> Effects:
         self.jobs += other.jobs
@@ -116,6 +120,10 @@ class Service:
         # pk -> (version, Run): the engine reuses a workflow it saved itself instead of re-reading it.
         self._runs: OrderedDict[int, tuple[int, Run]] = OrderedDict()
         self._run_cache_size = run_cache_size
+        self._templates: dict[str, str | None] = {}
+        # Jobs the engine published whose outbox rows await deletion and ``produce.success``:
+        # done in the engine's next transaction instead of one of their own.
+        self._produced: list[tuple[int, int]] = []
 
     # ================================================================== models
 
@@ -234,10 +242,10 @@ class Service:
             # request: raising rolls the process row back, nothing is written or enqueued.
             proc = tx.get_process(pk)
             self._advance(tx, proc, run, now, fx, calls=run.advance())
+            row = tx.get_process(pk)
         self._commit_cache(fx)
         self.publish(fx)
-        with self.store.read() as tx:
-            return tx.get_process(pk)
+        return row
 
     # ================================================================== operator actions
 
@@ -342,8 +350,10 @@ class Service:
         lease = timedelta(seconds=self.settings.lease_s)
         touched: set[int] = set()
         fx = Effects()
+        produced, self._produced = self._produced, []
         try:
             with self.store.transaction() as tx:
+                self._mark_produced(tx, produced, now)
                 procs = tx.lock_processes(r.process for r in reports)
                 tasks = tx.tasks_by_pk(r.task for r in reports)
                 current: dict[int, dict[str, Any]] = {}
@@ -381,7 +391,9 @@ class Service:
                     if proc is not None:
                         touched.add(ppk)
                         self._on_ended(tx, proc, items, now, fx)
+                self._flush(tx, fx, now)
         except Exception:
+            self._produced = produced + self._produced
             for ppk in touched:  # their cached workflows may hold uncommitted changes
                 self._runs.pop(ppk, None)
             raise
@@ -411,7 +423,7 @@ class Service:
                     log.info("task %s of process %s was no longer waiting", row.pk, proc.pk)
             failed = [(row, r) for row, r in failed if not (r.code and run.catch_error(row.spiff_task_id, r.code))]
             if not failed:
-                self._advance(tx, proc, run, now, fx)
+                self._advance(tx, proc, run, now, fx, defer=True)
                 return
             row, r = failed[0]
             reason = f"task {row.name} ({row.pk}) {r.status}: {r.reason or 'no reason given'}"
@@ -447,22 +459,39 @@ class Service:
         self._derive(tx, tx.get_process(pk), "rollback", list(tx.handed_over_tasks(pk)), now, fx)
 
     def _advance(self, tx: Tx, proc: Row, run: Run, now: datetime, fx: Effects, *,
-                 calls: list[StoneCall] | None = None) -> None:
-        """Step the workflow, create rows and jobs for new stone tasks, save it (guarded by version)."""
+                 calls: list[StoneCall] | None = None, defer: bool = False) -> None:
+        """Step the workflow, create rows and jobs for new stone tasks, save it (guarded by version).
+
+        ``defer``: leave the task rows and the save to ``_flush`` at the end of the batch.
+        """
         values: dict[str, Any] = {}
         try:
             calls = run.advance() if calls is None else calls
         except WorkflowError as exc:
             calls = []
             values.update(status=P.FAILED.value, end_time=now, reason=exc.message)
-        fx.jobs += self._create_tasks(tx, proc.pk, calls, proc.mock, now)
         self._stop_interrupted(tx, proc.pk, run, now, fx)
         if not values and run.completed:
             values.update(status=P.SUCCESS.value, end_time=now, native_outputs=dumps(run.data),
                           **self._render_outputs(tx, proc, run))
-        self._save_run(tx, proc, run, fx, next_timer_at=None if values else run.next_timer(), **values)
+        values["next_timer_at"] = None if values else run.next_timer()
+        if defer and values.get("status") != P.FAILED.value:
+            fx.new_tasks += [(row, call) for row, call in zip(self._task_rows(proc, calls, now), calls, strict=True)]
+            fx.saves.append({"pk": proc.pk, "expected": proc.version, "workflow_state": run.dump(),
+                             "status": proc.status, "end_time": proc.end_time, "reason": proc.reason,
+                             "native_outputs": proc.native_outputs, "outputs": proc.outputs, **values})
+            fx.saved[proc.pk] = (proc.version + 1, run)
+            return
+        fx.jobs += self._insert_tasks(tx, list(zip(self._task_rows(proc, calls, now), calls, strict=True)), now)
+        self._save_run(tx, proc, run, fx, **values)
         if values.get("status") == P.FAILED.value:
             self._after_failure(tx, proc.pk, now, fx)
+
+    def _flush(self, tx: Tx, fx: Effects, now: datetime) -> None:
+        """The batch's deferred writes: one insert of task rows, one of jobs, one update of processes."""
+        fx.jobs += self._insert_tasks(tx, fx.new_tasks, now)
+        tx.save_processes(fx.saves)
+        fx.new_tasks, fx.saves = [], []
 
     def _save_run(self, tx: Tx, proc: Row, run: Run, fx: Effects, **values: Any) -> None:
         tx.save_process(proc.pk, proc.version, workflow_state=run.dump(), **values)
@@ -498,6 +527,7 @@ class Service:
                     run = self._load_run(tx, proc)
                     run.fire_timers()
                     self._advance(tx, proc, run, now, fx)
+                self._flush(tx, fx, now)
         except Exception:
             self._runs.clear()
             raise
@@ -506,30 +536,35 @@ class Service:
         return len(due)
 
     def _render_outputs(self, tx: Tx, proc: Row, run: Run) -> dict[str, Any]:
-        dep = tx.get_deployment(proc.deployment_id)
-        if not dep.output_template:
+        if proc.deployment_id not in self._templates:  # deployments never change
+            self._templates[proc.deployment_id] = tx.get_deployment(proc.deployment_id).output_template
+        template = self._templates[proc.deployment_id]
+        if not template:
             return {}
         tasks = {(t.namespace or t.name): _loads(t.outputs) for t in tx.list_tasks(proc.pk)}
         try:
-            return {"outputs": dumps(output_template.render(dep.output_template, run.data, tasks))}
+            return {"outputs": dumps(output_template.render(template, run.data, tasks))}
         except ValueError as exc:
             return {"reason": f"output template failed: {exc}"}
 
-    def _create_tasks(self, tx: Tx, process_pk: int, calls: list[StoneCall], mock: bool,
-                      now: datetime) -> list[OutboxEntry]:
-        if not calls:
-            return []
+    def _task_rows(self, proc: Row, calls: list[StoneCall], now: datetime) -> list[dict[str, Any]]:
         lease_until = now + timedelta(seconds=self.settings.lease_s)
-        event = "mock" if mock else "start"
-        rows = [{"id": str(uuid.uuid4()), "process_pk": process_pk, "spiff_task_id": c.spiff_task_id,
+        event = "mock" if proc.mock else "start"
+        return [{"id": str(uuid.uuid4()), "process_pk": proc.pk, "spiff_task_id": c.spiff_task_id,
                  "bpmn_id": c.bpmn_id, "name": c.name, "namespace": c.namespace, "stone": c.stone,
                  "event": event, "status": None, "params": dumps(c.params),
                  "properties": dumps(c.properties) if c.properties else None, "attempt": 1,
                  "lease_until": lease_until, "create_time": now} for c in calls]
-        task_pks = tx.insert_tasks(rows)
-        jobs = [job_for(process_pk=process_pk, task_pk=tpk, task_uuid=row["id"], attempt=1, stone=c.stone,
-                        event=event, name=c.name, namespace=c.namespace, params=c.params, properties=c.properties)
-                for tpk, row, c in zip(task_pks, rows, calls, strict=True)]
+
+    def _insert_tasks(self, tx: Tx, items: list[tuple[dict[str, Any], StoneCall]],
+                      now: datetime) -> list[OutboxEntry]:
+        if not items:
+            return []
+        task_pks = tx.insert_tasks([row for row, _ in items])
+        jobs = [job_for(process_pk=row["process_pk"], task_pk=tpk, task_uuid=row["id"], attempt=1, stone=c.stone,
+                        event=row["event"], name=c.name, namespace=c.namespace, params=c.params,
+                        properties=c.properties)
+                for tpk, (row, c) in zip(task_pks, items, strict=True)]
         return self._enqueue(tx, list(zip(task_pks, jobs, strict=True)), now)
 
     def _enqueue(self, tx: Tx, jobs: list[tuple[int, dict[str, Any]]], now: datetime) -> list[OutboxEntry]:
@@ -657,8 +692,11 @@ class Service:
 
     # ================================================================== the outbox relay
 
-    def publish(self, fx: Effects) -> None:
-        """Hand committed jobs to the broker; those it refuses stay in the outbox for the sweeper."""
+    def publish(self, fx: Effects, defer_marks: bool = False) -> None:
+        """Hand committed jobs to the broker; those it refuses stay in the outbox for the sweeper.
+
+        ``defer_marks`` (the engine loop): record them as produced in the next batch's transaction.
+        """
         if not fx or self.dispatcher is None:
             return
         if fx.revoke:
@@ -669,12 +707,29 @@ class Service:
         if not fx.jobs:
             return
         failed = {job["task"] for job, _ in self.dispatcher.publish([e.job for e in fx.jobs])}
-        sent = [e for e in fx.jobs if e.task_pk not in failed]
-        if sent:
-            now = utcnow()
+        sent = [(e.outbox_pk, e.task_pk) for e in fx.jobs if e.task_pk not in failed]
+        if defer_marks:
+            self._produced += sent
+        elif sent:
             with self.store.transaction() as tx:
-                tx.delete_outbox([e.outbox_pk for e in sent])
-                tx.mark_produced([e.task_pk for e in sent], now)
+                self._mark_produced(tx, sent, utcnow())
+
+    def flush_produced(self) -> None:
+        """Record deferred ``produce.success`` marks now (the engine calls this when idle)."""
+        produced, self._produced = self._produced, []
+        if produced:
+            try:
+                with self.store.transaction() as tx:
+                    self._mark_produced(tx, produced, utcnow())
+            except Exception:
+                self._produced = produced + self._produced
+                raise
+
+    @staticmethod
+    def _mark_produced(tx: Tx, produced: list[tuple[int, int]], now: datetime) -> None:
+        if produced:
+            tx.delete_outbox([o for o, _ in produced])
+            tx.mark_produced([t for _, t in produced], now)
 
     def sweep_outbox(self, older_than_s: float = 5.0, give_up_after_s: float = 120.0,
                      limit: int = 500) -> int:

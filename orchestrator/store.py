@@ -75,7 +75,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
-    kwargs.setdefault("pool_pre_ping", True)
+    # No ping per checkout (a round trip on every transaction): connections are recycled, and a
+    # dead one surfaces as an OperationalError that the engine loop retries.
+    kwargs.setdefault("pool_recycle", 1800)
     return create_engine(url, **kwargs)
 
 
@@ -186,6 +188,17 @@ class Tx:
         if not self.is_sqlite:
             q = q.with_for_update(skip_locked=True)
         return self.cx.execute(q).all()
+
+    def save_processes(self, saves: list[dict[str, Any]]) -> None:
+        """Many ``save_process`` at once; each dict has ``pk``, ``expected`` and the same columns."""
+        if not saves:
+            return
+        cols = [k for k in saves[0] if k not in ("pk", "expected")]
+        stmt = (update(P).where(P.c.pk == bindparam("b_pk"), P.c.version == bindparam("b_expected"))
+                .values(version=bindparam("b_expected") + 1, **{c: bindparam(f"b_{c}") for c in cols}))
+        res = self.cx.execute(stmt, [{f"b_{k}": v for k, v in s.items()} for s in saves])
+        if self.cx.dialect.supports_sane_multi_rowcount and res.rowcount != len(saves):
+            raise Conflict(f"{len(saves) - res.rowcount} of {len(saves)} processes changed concurrently")
 
     def save_process(self, pk: int, expected_version: int, **values: Any) -> None:
         """Write a process guarded by its version: a concurrent writer makes this raise."""

@@ -90,5 +90,10 @@ def test_engine_loop_applies_a_batch_and_acknowledges_after_commit(service, redi
     assert service.get_task(str(task.pk)).status == "monitor.success"
     tasks = service.list_tasks(str(proc.pk))
     assert [t.name for t in tasks] == ["step 1", "step 2"]
-    assert tasks[1].status == "produce.success"  # published after the commit
-    assert redis_client.llen("stone.NoopStone") == 2
+    assert redis_client.llen("stone.NoopStone") == 2  # published after the commit
+    # its produce.success is written with the next batch, or as soon as the loop is idle
+    assert tasks[1].status is None
+    assert loop.run_once() == 0
+    assert service.get_task(str(tasks[1].pk)).status == "produce.success"
+    with service.store.read() as tx:
+        assert tx.cx.exec_driver_sql("SELECT count(*) FROM outbox").scalar() == 0
