@@ -33,7 +33,8 @@ def create_app(test_config: dict[str, Any] | None = None, service: Service | Non
     if service is None:
         from orchestrator.wiring import build_service
 
-        service = build_service(settings)
+        # An engine runs beside a served API: it records the API's published jobs as produced.
+        service = build_service(settings, marks="relay")
     app.extensions["orchestrator"] = service
 
     tokens = settings.token_set

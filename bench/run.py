@@ -394,6 +394,9 @@ class Config:
     timeout: float
     log_level: str
     sides: list[str]
+    pool: str = "threads"
+    raw_pool: str = "prefork"
+    raw_concurrency: int = 2
 
 
 @dataclass
@@ -507,7 +510,7 @@ class PipelineRound:
                 self.children.start(f"{self.prefix}-engine{e + 1}", "engine", [*self.orch, "engine"], env)
             self.children.start(f"{self.prefix}-worker", "worker",
                                 [*self.orch, "worker", "--stones", "NoopStone", "--concurrency",
-                                 str(cfg.concurrency), "--loglevel", cfg.log_level], env)
+                                 str(cfg.concurrency), "--pool", cfg.pool, "--loglevel", cfg.log_level], env)
             self.base = f"http://127.0.0.1:{port}"
             reader = self.db.reader()
             try:
@@ -706,7 +709,7 @@ class RawRound:
             env = base_env(self.rds.url, "", cfg.log_level)
             self.children.start(f"{self.prefix}-celery-worker", "worker", [
                 sys.executable, "-m", "celery", "-A", "bench.raw_celery", "worker", "-Q", raw_celery.QUEUE,
-                "-c", str(cfg.concurrency), "-P", "prefork", "-n", f"bench-raw@%h-{os.getpid()}-{self.index}",
+                "-c", str(cfg.raw_concurrency), "-P", cfg.raw_pool, "-n", f"bench-raw@%h-{os.getpid()}-{self.index}",
                 "--prefetch-multiplier=1", "-E", f"--loglevel={cfg.log_level}",
                 "--without-gossip", "--without-mingle"], env)
             client = redis.Redis.from_url(self.rds.url)
@@ -839,7 +842,9 @@ def summarize(cfg: Config, results: list[RoundResult], db: Database | None, rds:
         },
         "config": {
             "processes": cfg.processes, "rounds": cfg.rounds, "engines": cfg.engines,
-            "concurrency": cfg.concurrency, "warmup": cfg.warmup, "probe": cfg.probe, "http_threads": cfg.http_threads,
+            "concurrency": cfg.concurrency, "pool": cfg.pool, "raw_pool": cfg.raw_pool,
+            "raw_concurrency": cfg.raw_concurrency, "warmup": cfg.warmup, "probe": cfg.probe,
+            "http_threads": cfg.http_threads,
             "api_threads": cfg.api_threads, "log_level": cfg.log_level, "sides": cfg.sides,
             "tasks_per_process": TASKS_PER_PROCESS, "model": str(MODEL_FILE.relative_to(ROOT)),
         },
@@ -890,8 +895,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, str]:
     p.add_argument("--processes", "-n", type=int, default=1000, help="processes (and raw chains) per round")
     p.add_argument("--rounds", type=int, default=2, help="rounds per side (alternating raw, pipeline)")
     p.add_argument("--engines", type=int, default=1, help="orchestrator engine processes")
-    p.add_argument("--concurrency", "-c", type=int, default=os.cpu_count() or 1,
-                   help="worker processes (both sides)")
+    p.add_argument("--pool", choices=("prefork", "threads", "solo"), default="threads",
+                   help="Celery pool of the orchestrator's worker (the product's default: threads)")
+    p.add_argument("--raw-pool", choices=("prefork", "threads", "solo"), default="prefork",
+                   help="Celery pool of the raw Celery worker (Celery's default: prefork)")
+    p.add_argument("--raw-concurrency", type=int, default=os.cpu_count() or 1,
+                   help="raw Celery worker processes/threads (Celery's default: the cores)")
+    p.add_argument("--concurrency", "-c", type=int, default=2 * (os.cpu_count() or 1),
+                   help="the orchestrator worker's concurrency (threads by default)")
     p.add_argument("--warmup", type=int, default=20, help="processes / chains run first, not counted")
     p.add_argument("--probe", type=int, default=20,
                    help="after each measured pipeline batch, processes run one at a time (idle latencies)")
@@ -908,7 +919,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, str]:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     sides = [a.only] if a.only else ["raw", "pipeline"]
     return Config(a.processes, a.rounds, a.engines, a.concurrency, max(0, a.warmup), max(0, a.probe), a.http_threads,
-                  a.api_threads, a.timeout, a.log_level.upper(), sides), a.db
+                  a.api_threads, a.timeout, a.log_level.upper(), sides, a.pool, a.raw_pool,
+                  a.raw_concurrency), a.db
 
 
 def _sigterm(*_: Any) -> None:

@@ -65,8 +65,10 @@ def engine() -> None:
 
 @main.command()
 @click.option("--stones", required=True, help="comma-separated stone names whose queues this worker serves")
-@click.option("--concurrency", "-c", type=int, default=1, show_default=True, help="worker processes")
-@click.option("--pool", default="prefork", show_default=True, help="Celery pool (prefork, threads, solo)")
+@click.option("--concurrency", "-c", type=int, default=4, show_default=True,
+              help="jobs run at once (threads, or processes with --pool prefork)")
+@click.option("--pool", default="threads", show_default=True,
+              help="Celery pool: threads suit stones, which wait on cloud APIs; prefork for CPU-heavy stones")
 @click.option("--loglevel", default=None)
 def worker(stones: str, concurrency: int, pool: str, loglevel: str | None) -> None:
     """A Celery worker serving exactly the queues stone.<Name> of the given stones."""

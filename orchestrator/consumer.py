@@ -46,6 +46,7 @@ class EngineLoop:
             entries = self.stream.claim_stale(self.claim_idle_ms, self.batch)
         if not entries:
             entries = self.stream.read(self.batch, self.block_ms)
+        self.service.collect_produced()
         if entries:
             self._apply(entries)
         else:

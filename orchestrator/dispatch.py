@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -52,6 +53,21 @@ class Dispatcher:
 
     def revoke(self, task_pks: list[int]) -> None:
         self.guard.revoke(task_pks)
+
+    # Published jobs whose bookkeeping (outbox row gone, ``produce.success``) the engine does in
+    # its own batches: the API hands them over here instead of paying a transaction per request.
+    PRODUCED_KEY = "orch:produced"
+
+    def hand_over_produced(self, pairs: list[tuple[int, int]]) -> None:
+        if pairs:
+            self.guard.client.rpush(self.PRODUCED_KEY, json.dumps(pairs))
+
+    def take_produced(self, limit: int = 1000) -> list[tuple[int, int]]:
+        pipe = self.guard.client.pipeline(transaction=True)
+        pipe.lrange(self.PRODUCED_KEY, 0, limit - 1)
+        pipe.ltrim(self.PRODUCED_KEY, limit, -1)
+        chunks, _ = pipe.execute()
+        return [(int(o), int(t)) for chunk in chunks for o, t in json.loads(chunk)]
 
     def publish(self, jobs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
         """Publish every job; return ``(job, reason)`` for those the broker refused."""

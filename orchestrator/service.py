@@ -112,7 +112,10 @@ def _loads(text: str | None) -> Any:
 
 class Service:
     def __init__(self, store: Store, dispatcher: Dispatcher | None, settings: Settings | None = None,
-                 run_cache_size: int = 4096):
+                 run_cache_size: int = 4096, marks: str = "now"):
+        """``marks``: who records published jobs as produced. ``now``: a transaction after each
+        publish; ``relay``: the engine, in its next batch (the API's choice, when an engine runs)."""
+        self.marks = marks
         self.store = store
         self.dispatcher = dispatcher
         self.settings = settings or Settings.from_env()
@@ -169,15 +172,15 @@ class Service:
 
     def _resolve(self, tx: Tx, ref: ModelRef) -> Row:
         if ref.deployment_id:
-            dep = tx.get_deployment(ref.deployment_id)
+            dep = tx.get_deployment(ref.deployment_id, light=True)
             if dep is None:
                 raise NotFound(f"deployment {ref.deployment_id!r} not found")
         elif ref.model_id:
-            dep = tx.latest_deployment(model_id=ref.model_id)
+            dep = tx.latest_deployment(model_id=ref.model_id, light=True)
             if dep is None:
                 raise NotFound(f"model {ref.model_id!r} not found")
         elif ref.key:
-            dep = tx.latest_deployment(key=ref.key)
+            dep = tx.latest_deployment(key=ref.key, light=True)
             if dep is None:
                 raise NotFound(f"no model with key {ref.key!r}")
         else:
@@ -537,7 +540,7 @@ class Service:
 
     def _render_outputs(self, tx: Tx, proc: Row, run: Run) -> dict[str, Any]:
         if proc.deployment_id not in self._templates:  # deployments never change
-            self._templates[proc.deployment_id] = tx.get_deployment(proc.deployment_id).output_template
+            self._templates[proc.deployment_id] = tx.get_deployment(proc.deployment_id, light=True).output_template
         template = self._templates[proc.deployment_id]
         if not template:
             return {}
@@ -710,9 +713,19 @@ class Service:
         sent = [(e.outbox_pk, e.task_pk) for e in fx.jobs if e.task_pk not in failed]
         if defer_marks:
             self._produced += sent
+        elif self.marks == "relay":
+            try:
+                self.dispatcher.hand_over_produced(sent)
+            except Exception:  # the outbox sweeper publishes them again and marks them then
+                log.exception("could not hand %d produced jobs over to the engine", len(sent))
         elif sent:
             with self.store.transaction() as tx:
                 self._mark_produced(tx, sent, utcnow())
+
+    def collect_produced(self) -> None:
+        """Take over the marks other processes (the API) handed to the engine."""
+        if self.dispatcher is not None:
+            self._produced += self.dispatcher.take_produced()
 
     def flush_produced(self) -> None:
         """Record deferred ``produce.success`` marks now (the engine calls this when idle)."""

@@ -38,6 +38,7 @@ M, D, P, T, E, OB = (x.__table__ for x in (Model, Deployment, Process, Task, Tas
 # Columns the engine rewrites when it applies reports to a task.
 TASK_MUTABLE = ("status", "reason", "progress", "outputs", "state", "attempt", "lease_until", "end_time")
 _ENDED = [s.value for s in TASK_ENDED]
+_DEPLOYMENT_LIGHT = [c for c in D.c if c.name not in ("bpmn_xml", "spec_json")]
 
 
 def normalize_url(url: str) -> str:
@@ -144,17 +145,20 @@ class Tx:
     def insert_deployment(self, **values: Any) -> None:
         self.cx.execute(insert(D).values(**values))
 
-    def get_deployment(self, deployment_id: str) -> Row | None:
-        return self.cx.execute(select(D).where(D.c.deployment_id == deployment_id)).first()
+    def get_deployment(self, deployment_id: str, light: bool = False) -> Row | None:
+        """``light``: without the documents (BPMN XML, parsed spec), for when only the facts matter."""
+        cols = _DEPLOYMENT_LIGHT if light else [D]
+        return self.cx.execute(select(*cols).where(D.c.deployment_id == deployment_id)).first()
 
-    def latest_deployment(self, *, model_id: str | None = None, key: str | None = None) -> Row | None:
-        q = select(D)
+    def latest_deployment(self, *, model_id: str | None = None, key: str | None = None,
+                          light: bool = False) -> Row | None:
+        q = select(*(_DEPLOYMENT_LIGHT if light else [D]))
         q = q.where(D.c.model_id == model_id) if model_id is not None else q.where(D.c.key == key)
         return self.cx.execute(q.order_by(D.c.version.desc()).limit(1)).first()
 
     def list_deployments(self, model_id: str) -> Sequence[Row]:
-        cols = [c for c in D.c if c.name not in ("bpmn_xml", "spec_json")]
-        return self.cx.execute(select(*cols).where(D.c.model_id == model_id).order_by(D.c.version)).all()
+        return self.cx.execute(select(*_DEPLOYMENT_LIGHT).where(D.c.model_id == model_id)
+                               .order_by(D.c.version)).all()
 
     # ------------------------------------------------------------ processes
 

@@ -13,9 +13,9 @@ from orchestrator.status import StatusStream
 from orchestrator.store import Store
 
 
-def build_service(settings: Settings, store: Store | None = None) -> Service:
+def build_service(settings: Settings, store: Store | None = None, marks: str = "now") -> Service:
     store = store or Store(settings.database_url)
-    return Service(store, Dispatcher(make_celery(settings)), settings)
+    return Service(store, Dispatcher(make_celery(settings)), settings, marks=marks)
 
 
 def build_engine_loop(settings: Settings, service: Service | None = None, consumer: str | None = None) -> EngineLoop:

@@ -97,3 +97,23 @@ def test_engine_loop_applies_a_batch_and_acknowledges_after_commit(service, redi
     assert service.get_task(str(tasks[1].pk)).status == "produce.success"
     with service.store.read() as tx:
         assert tx.cx.exec_driver_sql("SELECT count(*) FROM outbox").scalar() == 0
+
+
+def test_jobs_the_api_published_are_marked_produced_by_the_engine(store, settings, redis_client, redis_url):
+    from orchestrator.celery_app import make_celery
+    from orchestrator.dispatch import Dispatcher
+    from orchestrator.service import Service
+
+    api_side = Service(store, Dispatcher(make_celery(settings)), settings, marks="relay")
+    api_side.deploy(example("noop_chain.bpmn"))
+    proc = api_side.start_process(ModelRef(key="noop_chain"), "p", {})
+    (task,) = api_side.list_tasks(str(proc.pk))
+    assert task.status is None and redis_client.llen("stone.NoopStone") == 1  # published, not yet recorded
+    engine_side = Service(store, Dispatcher(make_celery(settings)), settings)
+    loop = EngineLoop(engine_side, StatusStream(redis.Redis.from_url(redis_url), STREAM, GROUP, "e1"), block_ms=50)
+    loop.stream.ensure_group()
+    loop.run_once()
+    assert engine_side.get_task(str(task.pk)).status == "produce.success"
+    assert [e.status for e in engine_side.task_history(str(task.pk))] == ["produce.success"]
+    with store.read() as tx:
+        assert tx.cx.exec_driver_sql("SELECT count(*) FROM outbox").scalar() == 0
