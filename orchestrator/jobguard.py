@@ -8,8 +8,11 @@ job never run a stone's event side by side.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
+import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -25,16 +28,25 @@ class JobGuard(Protocol):
     def release(self, job: dict[str, Any]) -> None: ...
 
 
-# Compare-and-delete: after a TTL expiry another worker may hold the lock.
+# Compare-and-delete / compare-and-extend: after a TTL expiry another worker may hold the lock.
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+_EXTEND = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end "
+           "return 0")
 
 
 class RedisJobGuard:
+    """The lock lives for ``ttl_s`` (the task lease): a killed worker's lock expires when the
+    reconciler would send the job again. While a worker runs an event, one heartbeat thread
+    per process keeps every lock it holds alive, so a long event is never run twice at once."""
+
     def __init__(self, redis_url: str, prefix: str = "orch"):
         self.redis_url = redis_url
         self.prefix = prefix
         self._client: redis.Redis | None = None
         self._pid = -1
+        self._held: dict[str, float] = {}  # lock key -> ttl seconds
+        self._lock = threading.Lock()
+        self._heartbeat: threading.Thread | None = None
 
     @property
     def client(self) -> redis.Redis:
@@ -43,6 +55,8 @@ class RedisJobGuard:
             self._pid = os.getpid()
             self._me = f"{socket.gethostname()}:{self._pid}"
             self._release = self._client.register_script(_RELEASE)
+            self._extend = self._client.register_script(_EXTEND)
+            self._held, self._heartbeat = {}, None
         return self._client
 
     def _revoked_key(self, task_pk: int) -> str:
@@ -70,7 +84,28 @@ class RedisJobGuard:
             if claimed:
                 self.release(job)
             return "revoked"
-        return None if claimed else "busy"
+        if not claimed:
+            return "busy"
+        with self._lock:
+            self._held[self._lock_key(job)] = ttl_s
+            if self._heartbeat is None:
+                self._heartbeat = threading.Thread(target=self._beat, name="jobguard-heartbeat", daemon=True)
+                self._heartbeat.start()
+        return None
 
     def release(self, job: dict[str, Any]) -> None:
-        self._release(keys=[self._lock_key(job)], args=[self._me], client=self.client)
+        key = self._lock_key(job)
+        with self._lock:
+            self._held.pop(key, None)
+        self._release(keys=[key], args=[self._me], client=self.client)
+
+    def _beat(self) -> None:
+        while True:
+            with self._lock:
+                held = dict(self._held)
+            ttl = min(held.values(), default=30.0)
+            time.sleep(max(0.2, ttl / 3))
+            for key, key_ttl in held.items():
+                # Redis away: the lock lapses and the reconciler takes over.
+                with contextlib.suppress(redis.RedisError):
+                    self._extend(keys=[key], args=[self._me, int(key_ttl * 1000)], client=self.client)

@@ -28,8 +28,6 @@ from stones.registry import get_stone
 log = logging.getLogger(__name__)
 
 Requeue = Callable[[dict[str, Any], float], None]
-# How long a worker holds a task's run lock at most (a crashed worker's lock expires).
-CLAIM_TTL_S = 900.0
 BUSY_RETRY_S = 2.0
 
 
@@ -51,7 +49,10 @@ def policy_for(stone: type[Stone], job: dict[str, Any]) -> RetryPolicy:
 class JobRunner:
     def __init__(self, reporter: StatusReporter, requeue: Requeue, guard: JobGuard,
                  clock: Callable[[], float] = time.time,
-                 resolve: Callable[[str], type[Stone]] = get_stone):
+                 resolve: Callable[[str], type[Stone]] = get_stone, lock_ttl_s: float = 300.0):
+        # The run lock lives as long as the task's lease: when a killed worker's lock lapses,
+        # the reconciler's re-sent job may run.
+        self.lock_ttl_s = lock_ttl_s
         self.reporter = reporter
         self.requeue = requeue
         self.guard = guard
@@ -60,7 +61,7 @@ class JobRunner:
         self._pending: list[StatusReport] = []
 
     def run(self, job: dict[str, Any]) -> None:
-        refused = self.guard.begin(job, CLAIM_TTL_S)
+        refused = self.guard.begin(job, self.lock_ttl_s)
         if refused == "busy" and job["event"] in ("rollback", "delete", "cancel"):
             # The work it undoes is still running: undo it once that job is over.
             self.requeue(job, BUSY_RETRY_S)
@@ -232,4 +233,4 @@ def register(app: Celery) -> None:
             self.app.send_task(JOB_TASK, kwargs={"job": next_job}, queue=f"stone.{next_job['stone']}",
                                countdown=countdown, kwargsrepr=job_repr(next_job))
 
-        JobRunner(reporter, requeue, guard).run(job)
+        JobRunner(reporter, requeue, guard, lock_ttl_s=settings.lease_s).run(job)
