@@ -51,9 +51,9 @@ def create_app(test_config: dict[str, Any] | None = None, service: Service | Non
     api = Api(app, version="1.0", title="Stone orchestrator",
               description="BPMN processes whose service tasks run as stones on Celery workers",
               doc="/docs", validate=False)
-    from api import health, model, process, task
+    from api import health, model, process, query, repository, runtime, task
 
-    for module in (process, task, model, health):
+    for module in (process, task, model, runtime, query, repository, health):
         api.add_namespace(module.ns, path=module.PATH)
     register_error_handlers(app, api)
     return app

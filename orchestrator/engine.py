@@ -30,6 +30,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
 from SpiffWorkflow.bpmn.specs.mixins.service_task import ServiceTask as ServiceTaskMixin
+from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import CallActivity
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
@@ -290,7 +291,7 @@ class Run:
     def __init__(self, model: CompiledModel, workflow: BpmnWorkflow):
         self.model = model
         self.wf = workflow
-        self._scanned: tuple[list, list[datetime]] | None = None
+        self._scanned: Scan | None = None
 
     @classmethod
     def start(cls, model: CompiledModel, variables: Mapping[str, Any]) -> Run:
@@ -330,35 +331,41 @@ class Run:
             self.wf.do_engine_steps()
         except SpiffWorkflowException as exc:
             raise WorkflowError(str(exc)) from exc
-        ready, interrupted, timers = self._scan()
-        self._scanned = (interrupted, timers)
-        return [self._dispatch(task) for task in ready]
+        self._scanned = self._scan()
+        return [self._dispatch(task) for task in self._scanned.ready]
 
     def _all_tasks(self):
         yield from self.wf.tasks.values()
         for sub in self.wf.subprocesses.values():
             yield from sub.tasks.values()
 
-    def _scan(self) -> tuple[list, list, list[datetime]]:
-        """One pass over the task tree (cheaper than one ``get_tasks`` per question): stone tasks
-        to dispatch, dispatched ones the workflow cancelled, and the waiting timers' due times."""
-        ready, interrupted, timers = [], [], []
-        started, cancelled, waiting = TaskState.STARTED, TaskState.CANCELLED, TaskState.WAITING
+    def _scan(self) -> Scan:
+        """One pass over the task tree (cheaper than one ``get_tasks`` per question)."""
+        scan = Scan()
+        started, cancelled, waiting, completed = (TaskState.STARTED, TaskState.CANCELLED, TaskState.WAITING,
+                                                  TaskState.COMPLETED)
         for task in self._all_tasks():
-            state = task.state
+            state, spec = task.state, task.task_spec
             if state == started:
-                if isinstance(task.task_spec, StoneTask) and not task.internal_data.get("dispatched"):
-                    ready.append(task)
+                if isinstance(spec, StoneTask):
+                    if not task.internal_data.get("dispatched"):
+                        scan.ready.append(task)
+                elif isinstance(spec, CallActivity) and "sub" not in task.internal_data:
+                    scan.subs_started.append(task)
             elif state == cancelled:
-                if (isinstance(task.task_spec, StoneTask) and task.internal_data.get("dispatched")
-                        and not task.internal_data.get("cancel_handled")):
-                    interrupted.append(task)
-            elif state == waiting and isinstance(getattr(task.task_spec, "event_definition", None),
-                                                 TimerEventDefinition):
+                if isinstance(spec, StoneTask):
+                    if task.internal_data.get("dispatched") and not task.internal_data.get("cancel_handled"):
+                        scan.interrupted.append(task)
+                elif isinstance(spec, CallActivity) and _open_sub(task):
+                    scan.subs_ended.append(task)
+            elif state == completed:
+                if isinstance(spec, CallActivity) and _open_sub(task):
+                    scan.subs_ended.append(task)
+            elif state == waiting and isinstance(getattr(spec, "event_definition", None), TimerEventDefinition):
                 due = _timer_due(task.internal_data.get("event_value"))
                 if due is not None:
-                    timers.append(due)
-        return ready, interrupted, timers
+                    scan.timers.append(due)
+        return scan
 
     def _dispatch(self, task) -> StoneCall:
         spec: StoneTask = task.task_spec
@@ -431,25 +438,102 @@ class Run:
         self._scanned = None
         self.wf.refresh_timers()
 
-    def _scan_result(self) -> tuple[list, list[datetime]]:
+    def _scan_result(self) -> Scan:
         # advance() leaves its scan behind; anything else rescans.
         if self._scanned is None:
-            _, interrupted, timers = self._scan()
-            self._scanned = (interrupted, timers)
+            self._scanned = self._scan()
         return self._scanned
 
     def next_timer(self) -> datetime | None:
         """When the earliest waiting timer event fires, if any."""
-        timers = self._scan_result()[1]
+        timers = self._scan_result().timers
         return min(timers) if timers else None
 
     def cancelled_stone_tasks(self) -> list[str]:
         """Dispatched stone tasks the workflow cancelled (a timer or error boundary interrupted them)."""
-        interrupted = self._scan_result()[0]
+        scan = self._scan_result()
+        interrupted, scan.interrupted = scan.interrupted, []
         for task in interrupted:
             task.internal_data["cancel_handled"] = True
-        self._scanned = ([], self._scanned[1]) if self._scanned else None
         return [str(task.id) for task in interrupted]
+
+    def subprocess_changes(self) -> tuple[list[tuple[str, str]], list[tuple[int, bool]]]:
+        """Call activities that began (``(spiff id, called process)``) and the ones that ended
+        (``(sub-process pk, completed?)``) since last asked; see ``mark_subprocess``."""
+        scan = self._scan_result()
+        began = [(str(t.id), t.task_spec.spec) for t in scan.subs_started]
+        ended = []
+        for task in scan.subs_ended:
+            task.internal_data["sub_closed"] = True
+            ended.append((task.internal_data["sub"], task.state == TaskState.COMPLETED))
+        scan.subs_started, scan.subs_ended = [], []
+        return began, ended
+
+    def mark_subprocess(self, spiff_task_id: str, process_pk: int) -> None:
+        """Remember which process row stands for a call activity's sub-process."""
+        self.wf.get_task_from_id(UUID(spiff_task_id)).internal_data["sub"] = process_pk
+
+    # -- the Activiti-style face: variables and jumps
+
+    def variables(self) -> dict[str, Any]:
+        """The process variables: what the next tasks will see (the final data once completed)."""
+        if self.wf.is_completed():
+            return self.data
+        merged: dict[str, Any] = {}
+        for task in self.wf.get_tasks(state=TaskState.STARTED | TaskState.READY | TaskState.WAITING):
+            merged.update(task.data)
+        return merged or self.data
+
+    def set_variables(self, values: Mapping[str, Any]) -> None:
+        """Set variables where the workflow will read them: every task it is waiting on."""
+        check_variables(values)
+        self._scanned = None
+        values = _jsonable(dict(values))
+        frontier = self.wf.get_tasks(state=TaskState.STARTED | TaskState.READY | TaskState.WAITING)
+        for task in frontier:
+            task.data.update(values)
+        if not frontier:
+            self.wf.data.update(values)
+
+    def activities(self) -> list[str]:
+        """BPMN ids of the activities a jump may target (every task of the process)."""
+        return sorted({t.bpmn_id for t in self.model.spec.task_specs.values() if getattr(t, "bpmn_id", None)})
+
+    def active_stone_tasks(self) -> list[str]:
+        """Spiff ids of the stone tasks the workflow is waiting on."""
+        return [str(t.id) for t in self._all_tasks()
+                if t.state == TaskState.STARTED and isinstance(t.task_spec, StoneTask)]
+
+    def current_activities(self) -> list[str]:
+        return [t.task_spec.bpmn_id for t in self.wf.get_tasks(state=TaskState.STARTED | TaskState.READY)
+                if getattr(t.task_spec, "bpmn_id", None)]
+
+    def jump_to(self, activity_id: str) -> None:
+        """Leave the current activities and make ``activity_id`` the one ready to run.
+
+        Backwards (a task already run) resets the workflow to it; forwards (a task still to
+        come) skips the tasks between, which never run. The caller stops the stones' work.
+        """
+        self._scanned = None
+        candidates = [t for t in self.wf.get_tasks() if t.task_spec.bpmn_id == activity_id]
+        if not candidates:
+            raise InvalidInput(f"activity {activity_id!r} is not in this process (activities: "
+                               f"{', '.join(self.activities())})")
+        target = max(candidates, key=lambda t: t.last_state_change)
+        if target.has_state(TaskState.FINISHED_MASK | TaskState.STARTED | TaskState.READY):
+            self.wf.reset_from_task_id(target.id)
+            return
+        path, node = [], target.parent
+        while node is not None and not node.has_state(TaskState.STARTED | TaskState.READY | TaskState.WAITING):
+            path.append(node)
+            node = node.parent
+        if node is None:
+            raise InvalidInput(f"activity {activity_id!r} cannot be reached from where the process is")
+        for task in [node, *reversed(path)]:
+            task.internal_data["skipped_by_jump"] = True
+            task._set_state(TaskState.COMPLETED)
+        target.data = dict(node.data)
+        target._set_state(TaskState.READY)
 
     def cancel(self) -> list[str]:
         """Cancel the workflow; return the spiff ids of stone tasks that were in flight."""
@@ -471,6 +555,19 @@ class Run:
         return dict(last.data) if last is not None else {}
 
 
+@dataclass
+class Scan:
+    ready: list = field(default_factory=list)  # stone tasks to dispatch
+    interrupted: list = field(default_factory=list)  # dispatched stone tasks the workflow cancelled
+    timers: list[datetime] = field(default_factory=list)  # when waiting timer events fire
+    subs_started: list = field(default_factory=list)  # call activities whose sub-process began
+    subs_ended: list = field(default_factory=list)  # and those whose sub-process ended
+
+
+def _open_sub(task) -> bool:
+    return "sub" in task.internal_data and not task.internal_data.get("sub_closed")
+
+
 class WorkflowError(InvalidInput):
     """The model failed while running (an expression raised, a gateway had no way out)."""
 
@@ -489,3 +586,45 @@ def _timer_due(value: Any) -> datetime | None:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
+
+
+def variables_from_state(state: str | None) -> dict[str, Any]:
+    """``Run.variables()`` read straight from a stored state, without restoring the workflow.
+
+    SpiffWorkflow stores each task's data as a delta from its parent's: rebuilt along the chain.
+    """
+    if not state:
+        return {}
+    dct = json.loads(state)
+    if dct.get("completed"):
+        return dct.get("data") or {}
+    tasks = dct.get("tasks", {})
+    cache: dict[str, dict[str, Any]] = {}
+
+    def data_of(task_id: str) -> dict[str, Any]:
+        chain = []
+        node = task_id
+        while node is not None and node not in cache:
+            chain.append(node)
+            node = tasks[node].get("parent") if node in tasks else None
+        data = dict(cache[node]) if node is not None else {}
+        for tid in reversed(chain):
+            task = tasks[tid]
+            delta = task.get("delta")
+            if delta and task.get("parent") is not None:
+                data = {**data, **(delta.get("updates") or {})}
+                for key in delta.get("deletions") or ():
+                    data.pop(key, None)
+            else:
+                data = dict(task.get("data") or {})
+            cache[tid] = data
+        return cache[task_id]
+
+    frontier = int(TaskState.STARTED | TaskState.READY | TaskState.WAITING)
+    merged: dict[str, Any] = {}
+    for tid, task in tasks.items():
+        if task.get("state", 0) & frontier:
+            merged.update(data_of(tid))
+    if not merged and dct.get("last_task") in tasks:
+        merged = data_of(dct["last_task"])
+    return merged

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a bigint identity.
@@ -87,6 +88,11 @@ class Process(Base):
     debug: Mapped[bool] = mapped_column(Boolean, default=False)
     # ``SipRS::Mock``: stones run ``mock`` instead of start/monitor.
     mock: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The Activiti-style face: business key, tenant, suspension, declared variable types.
+    business_key: Mapped[str | None] = mapped_column(String(255), index=True)
+    tenant_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    suspended: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    variable_types: Mapped[str | None] = mapped_column(Text)
     rollback_process_pk: Mapped[int | None] = mapped_column(PK)
     cancel_process_pk: Mapped[int | None] = mapped_column(PK)
     delete_process_pk: Mapped[int | None] = mapped_column(PK)
@@ -151,6 +157,17 @@ class TaskEvent(Base):
     progress: Mapped[str | None] = mapped_column(String(255))
     # When the worker saw it happen (reports carry their own time).
     at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class IdempotencyKey(Base):
+    """A start request's ``Idempotency-Key``: the same key and body give the same process."""
+
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    process_pk: Mapped[int] = mapped_column(ForeignKey("processes.pk"))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class Outbox(Base):

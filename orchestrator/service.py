@@ -16,16 +16,18 @@ import logging
 import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row
+from sqlalchemy.exc import IntegrityError
 
 from orchestrator import outputs as output_template
+from orchestrator.assignments import user_tasks, users_of
 from orchestrator.config import Settings
 from orchestrator.dispatch import Dispatcher, job_for
-from orchestrator.engine import CompiledModel, Run, StoneCall, WorkflowError, compile_bpmn
+from orchestrator.engine import CompiledModel, Run, StoneCall, WorkflowError, compile_bpmn, variables_from_state
 from orchestrator.errors import Conflict, InvalidInput, NotFound
 from orchestrator.states import (
     TASK_DONE,
@@ -38,7 +40,8 @@ from orchestrator.states import (
     can_transition,
 )
 from orchestrator.status import StatusReport
-from orchestrator.store import TASK_MUTABLE, Store, Tx, dumps
+from orchestrator.store import TASK_MUTABLE, ProcessQuery, Store, Tx, dumps
+from orchestrator.variables import VariableFilter, typed_variables
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,10 @@ DERIVED = {
     "cancel": (P.CANCELING, P.CANCELED, P.CANCELED, False, "cancel_process_pk"),
 }
 DELETABLE = (P.SUCCESS, P.ROLLBACKED, P.ROLLBACK_FAILED, P.CANCELED, P.DELETE_FAILED)
+# The runtime API's processes: those not over yet (Activiti keeps finished ones in its history).
+RUNTIME = (P.RUNNING, P.DEBUG)
+# Variable filters are applied in Python, over at most this many candidate processes.
+MAX_VARIABLE_SCAN = 5000
 
 
 def utcnow() -> datetime:
@@ -106,6 +113,20 @@ def parse_public_id(value: str, what: str) -> int:
     return int(value)
 
 
+def definition_id(dep: Row) -> str:
+    """Activiti's process-definition id: ``key:version:deploymentId``."""
+    return f"{dep.key}:{dep.version}:{dep.deployment_id}"
+
+
+def parse_definition_id(value: str) -> str:
+    """The deployment id in a process-definition id (a bare deployment id is accepted too)."""
+    return value.rsplit(":", 1)[-1]
+
+
+def q_all(q: ProcessQuery) -> ProcessQuery:
+    return replace(q, start=0)
+
+
 def _loads(text: str | None) -> Any:
     return None if text in (None, "") else json.loads(text)
 
@@ -124,6 +145,7 @@ class Service:
         self._runs: OrderedDict[int, tuple[int, Run]] = OrderedDict()
         self._run_cache_size = run_cache_size
         self._templates: dict[str, str | None] = {}
+        self._participants: dict[str, set[str]] = {}
         # Jobs the engine published whose outbox rows await deletion and ``produce.success``:
         # done in the engine's next transaction instead of one of their own.
         self._produced: list[tuple[int, int]] = []
@@ -230,25 +252,61 @@ class Service:
 
     def start_process(self, ref: ModelRef, process_name: str, variables: Mapping[str, Any],
                       debug: bool = False) -> Row:
+        return self.start(ref, process_name, variables, debug=debug)[0]
+
+    def start(self, ref: ModelRef, process_name: str, variables: Mapping[str, Any], *, debug: bool = False,
+              business_key: str | None = None, tenant_id: str | None = None,
+              variable_types: Mapping[str, str] | None = None,
+              idempotency: tuple[str, str] | None = None) -> tuple[Row, bool]:
+        """Start a process; returns it and whether this call created it.
+
+        ``idempotency``: ``(key, request hash)``. A key seen before with the same request gives
+        back its process (not created); with another request it is a conflict.
+        """
+        if idempotency is not None:
+            replay = self._replay(*idempotency)
+            if replay is not None:
+                return replay, False
         now = utcnow()
         fx = Effects()
-        with self.store.transaction() as tx:
-            dep = self._resolve(tx, ref)
-            compiled = self._compiled(tx, dep.deployment_id)
-            run = Run.start(compiled, variables)
-            mock = variables.get(MOCK_VARIABLE) in (True, "true", "True", 1, "1")
-            pk = tx.insert_process(
-                id=str(uuid.uuid4()), deployment_id=dep.deployment_id, model_id=dep.model_id,
-                model_key=dep.key, process_name=process_name, status=P.RUNNING.value,
-                content=dumps(dict(variables)), start_time=now, debug=debug, mock=mock, version=0)
-            # A model that fails on its first steps (a variable it needs is missing) is a bad
-            # request: raising rolls the process row back, nothing is written or enqueued.
-            proc = tx.get_process(pk)
-            self._advance(tx, proc, run, now, fx, calls=run.advance())
-            row = tx.get_process(pk)
+        try:
+            with self.store.transaction() as tx:
+                dep = self._resolve(tx, ref)
+                compiled = self._compiled(tx, dep.deployment_id)
+                run = Run.start(compiled, variables)
+                mock = variables.get(MOCK_VARIABLE) in (True, "true", "True", 1, "1")
+                pk = tx.insert_process(
+                    id=str(uuid.uuid4()), deployment_id=dep.deployment_id, model_id=dep.model_id,
+                    model_key=dep.key, process_name=process_name, status=P.RUNNING.value,
+                    content=dumps(dict(variables)), start_time=now, debug=debug, mock=mock, version=0,
+                    business_key=business_key, tenant_id=tenant_id,
+                    variable_types=dumps(dict(variable_types)) if variable_types else None)
+                # A model that fails on its first steps (a variable it needs is missing) is a bad
+                # request: raising rolls the process row back, nothing is written or enqueued.
+                proc = tx.get_process(pk)
+                self._advance(tx, proc, run, now, fx, calls=run.advance())
+                if idempotency is not None:
+                    tx.insert_idempotency(idempotency[0], idempotency[1], pk, now)
+                row = tx.get_process(pk)
+        except IntegrityError:
+            if idempotency is None:
+                raise
+            replay = self._replay(*idempotency)  # a concurrent duplicate committed first
+            if replay is None:
+                raise
+            return replay, False
         self._commit_cache(fx)
         self.publish(fx)
-        return row
+        return row, True
+
+    def _replay(self, key: str, request_hash: str) -> Row | None:
+        with self.store.read() as tx:
+            seen = tx.get_idempotency(key)
+            if seen is None:
+                return None
+            if seen.request_hash != request_hash:
+                raise Conflict(f"Idempotency-Key {key!r} was used for a different request")
+            return tx.get_process(seen.process_pk)
 
     # ================================================================== operator actions
 
@@ -274,6 +332,7 @@ class Service:
                 # A handed-over job may be starting right now: it gets a cancel too (see jobguard).
                 to_cancel = [t for t in tasks if t.status in TASK_IN_FLIGHT or t.status == S.PRODUCE_SUCCESS]
                 fx.revoke += [t.pk for t in to_cancel]
+                tx.close_subprocesses(pk, P.CANCELED, now)
                 self._derive(tx, tx.get_process(pk), "cancel", to_cancel, now, fx)
         except Exception:
             self._runs.pop(pk, None)
@@ -337,6 +396,188 @@ class Service:
         if proc is None:
             raise NotFound(f"process {pk!r} not found")
         return proc
+
+
+    # ================================================================== the Activiti-style face
+
+    def runtime_process(self, tx: Tx, process_instance_id: str, lock: bool = False) -> Row:
+        """A process of the runtime API: one still running (Activiti forgets finished ones)."""
+        pk = parse_public_id(process_instance_id, "process instance")
+        proc = tx.lock_processes([pk]).get(pk) if lock else tx.get_process(pk)
+        if proc is None or proc.kind not in ("main", "sub") or proc.status not in RUNTIME:
+            raise NotFound(f"process instance {process_instance_id!r} not found (or no longer running)")
+        return proc
+
+    def activity_of(self, pk: int) -> str | None:
+        with self.store.read() as tx:
+            return tx.current_activities([pk]).get(pk)
+
+    def get_runtime_process(self, process_instance_id: str) -> tuple[Row, str | None]:
+        with self.store.read() as tx:
+            proc = self.runtime_process(tx, process_instance_id)
+            return proc, tx.current_activities([proc.pk]).get(proc.pk)
+
+    def query_processes(self, q: ProcessQuery, involved_user: str | None = None,
+                        variable_filters: list[VariableFilter] | None = None,
+                        with_variables: bool = False) -> tuple[list[Row], int, dict[int, str], dict[int, dict]]:
+        """A page of runtime processes, the total, their current activities and (if asked) variables."""
+        with self.store.read() as tx:
+            if involved_user is not None:
+                allowed = [d.deployment_id for d in tx.query_deployments() if involved_user in
+                           self._users_of(tx, d.deployment_id)]
+                q.deployment_ids = allowed if q.deployment_ids is None else \
+                    [d for d in q.deployment_ids if d in allowed]
+            if variable_filters:
+                candidates, _ = tx.query_processes(q_all(q), limit_override=MAX_VARIABLE_SCAN)
+                matching = [p for p in candidates
+                            if all(f.matches(variables_from_state(p.workflow_state)) for f in variable_filters)]
+                rows, total = matching[q.start:q.start + q.size], len(matching)
+            else:
+                rows, total = tx.query_processes(q)
+            activities = tx.current_activities([r.pk for r in rows])
+        variables = {r.pk: variables_from_state(r.workflow_state) for r in rows} if with_variables else {}
+        return list(rows), total, activities, variables
+
+    def _users_of(self, tx: Tx, deployment_id: str) -> set[str]:
+        if deployment_id not in self._participants:
+            dep = tx.get_deployment(deployment_id)
+            self._participants[deployment_id] = users_of(dep.bpmn_xml, dep.process_id) if dep else set()
+        return self._participants[deployment_id]
+
+    def set_suspended(self, process_instance_id: str, suspended: bool) -> Row:
+        """Suspend (no new task is dispatched) or activate (what became ready is dispatched now)."""
+        now = utcnow()
+        fx = Effects()
+        with self.store.transaction() as tx:
+            proc = self.runtime_process(tx, process_instance_id, lock=True)
+            if proc.suspended == suspended:
+                raise Conflict(f"process instance {proc.pk} is already {'suspended' if suspended else 'active'}")
+            tx.update_process(proc.pk, suspended=suspended)
+            proc = tx.get_process(proc.pk)
+            if not suspended and proc.status == P.RUNNING and proc.workflow_state:
+                self._advance(tx, proc, self._load_run(tx, proc), now, fx)
+        self._commit_cache(fx)
+        self.publish(fx)
+        return self.get_process(process_instance_id)
+
+    def delete_runtime_process(self, process_instance_id: str) -> None:
+        """Activiti's DELETE: the process stops (its cancel process stops the tasks in flight)."""
+        with self.store.read() as tx:
+            self.runtime_process(tx, process_instance_id)
+        self.cancel_process(process_instance_id)
+
+    def get_variables(self, process_instance_id: str) -> list[tuple[str, str, Any]]:
+        with self.store.read() as tx:
+            proc = self.runtime_process(tx, process_instance_id)
+        return typed_variables(variables_from_state(proc.workflow_state), _loads(proc.variable_types) or {})
+
+    def set_variables(self, process_instance_id: str, values: Mapping[str, tuple[str, Any]], *,
+                      create_only: bool = False, must_exist: bool = False) -> list[tuple[str, str, Any]]:
+        """Create or update process variables where the workflow reads them next.
+
+        ``create_only`` (POST): 409 if one exists. ``must_exist`` (PUT of one variable): 404 if not.
+        """
+        with self.store.transaction() as tx:
+            proc = self.runtime_process(tx, process_instance_id, lock=True)
+            if not proc.workflow_state:
+                raise Conflict(f"process instance {proc.pk} has no variables of its own (a sub-process)")
+            run = self._load_run(tx, proc)
+            current = run.variables()
+            clash = sorted(set(values) & set(current))
+            if create_only and clash:
+                raise Conflict(f"variables already exist: {', '.join(clash)} (use PUT to update them)")
+            missing = sorted(set(values) - set(current))
+            if must_exist and missing:
+                raise NotFound(f"process instance {proc.pk} has no variable {missing[0]!r}")
+            run.set_variables({name: value for name, (_, value) in values.items()})
+            types = {**(_loads(proc.variable_types) or {}), **{n: t for n, (t, _) in values.items()}}
+            tx.save_process(proc.pk, proc.version, workflow_state=run.dump(), variable_types=dumps(types))
+        self._runs.pop(proc.pk, None)
+        return [(name, kind, value) for name, (kind, value) in values.items()]
+
+    def jump_to_activity(self, process_instance_id: str, activity_id: str) -> tuple[Row, str | None]:
+        """Leave the current activities (their stones get a cancel) and make ``activity_id`` ready."""
+        now = utcnow()
+        fx = Effects()
+        with self.store.transaction() as tx:
+            proc = self.runtime_process(tx, process_instance_id, lock=True)
+            if proc.kind != "main" or not proc.workflow_state:
+                raise Conflict(f"process instance {proc.pk} is a sub-process: jump in its parent")
+            run = self._load_run(tx, proc)
+            try:
+                run.jump_to(activity_id)
+            except InvalidInput:
+                self._runs.pop(proc.pk, None)
+                raise
+            tasks = [t for t in tx.list_tasks(proc.pk) if t.event in ("start", "mock")]
+            calls = run.advance()
+            self._stop_left(tx, proc.pk, run, tasks, now, fx)
+            # A task run again (a jump backwards) reuses its row as a new attempt.
+            rows = {t.spiff_task_id: t for t in tasks}
+            fresh = [c for c in calls if c.spiff_task_id not in rows]
+            for call in calls:
+                if call.spiff_task_id in rows:
+                    task = tx.get_task(rows[call.spiff_task_id].pk)
+                    fx += self._new_attempt(tx, task, now, countdown=None, generation=task.generation + 1)
+            tx.update_process(proc.pk, status=P.RUNNING.value, reason=None)
+            proc = tx.get_process(proc.pk)
+            self._advance(tx, proc, run, now, fx, calls=fresh)
+        self._commit_cache(fx)
+        self.publish(fx)
+        return self.get_runtime_process(process_instance_id)
+
+    def _stop_left(self, tx: Tx, pk: int, run: Run, tasks: list[Row], now: datetime, fx: Effects) -> None:
+        """Tasks a jump left behind: canceled, and their stones told to stop."""
+        still = set(run.active_stone_tasks())
+        left = [t for t in tasks if t.status not in TASK_ENDED and t.spiff_task_id not in still]
+        running = [t for t in left if t.status in TASK_IN_FLIGHT or t.status == S.PRODUCE_SUCCESS]
+        fx.revoke += tx.cancel_tasks([t.pk for t in left], now, "left by a jump to another activity")
+        self._cancel_jobs(tx, pk, running, now, fx)
+
+    def assignments(self, *, definition_id: str | None, definition_key: str | None,
+                    activity_id: str | None) -> list[dict[str, Any]]:
+        """Participants of the user tasks of a definition (all, or the one ``activity_id``)."""
+        with self.store.read() as tx:
+            if definition_id:
+                dep = tx.get_deployment(parse_definition_id(definition_id))
+            elif definition_key:
+                dep = tx.latest_deployment(key=definition_key)
+            else:
+                raise InvalidInput("processDefinitionId or processDefinitionKey is required")
+            if dep is None:
+                raise NotFound(f"process definition {definition_id or definition_key!r} not found")
+        items = user_tasks(dep.bpmn_xml, dep.process_id)
+        if activity_id:
+            items = [i for i in items if i["activityId"] == activity_id]
+            if not items:
+                raise NotFound(f"no user task {activity_id!r} with assignments in {dep.key}")
+        return items
+
+    # -- the repository
+
+    def list_definitions(self, **filters: Any) -> list[Row]:
+        with self.store.read() as tx:
+            return list(tx.query_deployments(**filters))
+
+    def get_definition(self, definition_id: str, with_documents: bool = False) -> Row:
+        with self.store.read() as tx:
+            dep = tx.get_deployment(parse_definition_id(definition_id), light=not with_documents)
+        if dep is None:
+            raise NotFound(f"process definition {definition_id!r} not found")
+        return dep
+
+    def delete_deployment(self, deployment_id: str) -> None:
+        """Remove a deployment that no process still uses (409 otherwise)."""
+        with self.store.transaction() as tx:
+            if tx.get_deployment(deployment_id, light=True) is None:
+                raise NotFound(f"deployment {deployment_id!r} not found")
+            busy = tx.deployment_in_use(deployment_id)
+            if busy:
+                raise Conflict(f"deployment {deployment_id} is used by {busy} process(es) that are not over")
+            tx.delete_deployment(deployment_id)
+        self._models.pop(deployment_id, None)
+        self._templates.pop(deployment_id, None)
+        self._participants.pop(deployment_id, None)
 
     # ================================================================== the engine
 
@@ -419,7 +660,13 @@ class Service:
                 failed.append((row, r))
             elif status in TASK_DONE:
                 done.append((row, r))
-        if proc.status == P.RUNNING:
+        if proc.status == P.RUNNING and proc.suspended and not failed:
+            # Suspended: results are kept, nothing new is dispatched until it is activated.
+            run = self._load_run(tx, proc)
+            for row, r in done:
+                run.complete(row.spiff_task_id, r.outputs)
+            self._save_run(tx, proc, run, fx)
+        elif proc.status == P.RUNNING:
             run = self._load_run(tx, proc)
             for row, r in done:
                 if not run.complete(row.spiff_task_id, r.outputs):
@@ -449,6 +696,7 @@ class Service:
         """A failed process: nothing not yet started starts; roll back once the rest settled."""
         waiting = [t.pk for t in tx.list_tasks(pk) if t.status is None]
         fx.revoke += tx.cancel_tasks(waiting, now, "process failed before the task started")
+        tx.close_subprocesses(pk, P.FAILED, now)
         self._maybe_rollback(tx, pk, now, fx)
 
     def _maybe_rollback(self, tx: Tx, pk: int, now: datetime, fx: Effects) -> None:
@@ -473,6 +721,7 @@ class Service:
         except WorkflowError as exc:
             calls = []
             values.update(status=P.FAILED.value, end_time=now, reason=exc.message)
+        self._track_subprocesses(tx, proc, run, now)
         self._stop_interrupted(tx, proc.pk, run, now, fx)
         if not values and run.completed:
             values.update(status=P.SUCCESS.value, end_time=now, native_outputs=dumps(run.data),
@@ -496,6 +745,19 @@ class Service:
         tx.save_processes(fx.saves)
         fx.new_tasks, fx.saves = [], []
 
+    def _track_subprocesses(self, tx: Tx, proc: Row, run: Run, now: datetime) -> None:
+        """A call activity's sub-process is a process row of its own (``kind`` sub)."""
+        began, ended = run.subprocess_changes()
+        for spiff_id, called in began:
+            sub = tx.insert_process(
+                id=str(uuid.uuid4()), kind="sub", parent_pk=proc.pk, deployment_id=proc.deployment_id,
+                model_id=proc.model_id, model_key=called, process_name=f"{proc.process_name}/{called}",
+                process_type="sub", status=P.RUNNING.value, content="{}", start_time=now, debug=False,
+                mock=proc.mock, version=0, business_key=proc.business_key, tenant_id=proc.tenant_id)
+            run.mark_subprocess(spiff_id, sub)
+        for sub, completed in ended:
+            tx.update_process(sub, status=(P.SUCCESS if completed else P.CANCELED).value, end_time=now)
+
     def _save_run(self, tx: Tx, proc: Row, run: Run, fx: Effects, **values: Any) -> None:
         tx.save_process(proc.pk, proc.version, workflow_state=run.dump(), **values)
         fx.saved[proc.pk] = (proc.version + 1, run)
@@ -507,8 +769,11 @@ class Service:
             return
         rows = [t for t in tx.list_tasks(pk) if t.spiff_task_id in interrupted and t.event in ("start", "mock")]
         running = [t for t in rows if t.status in TASK_IN_FLIGHT or t.status == S.PRODUCE_SUCCESS]
-        moved = tx.cancel_tasks([t.pk for t in rows], now, "interrupted by a boundary event")
-        fx.revoke += moved
+        fx.revoke += tx.cancel_tasks([t.pk for t in rows], now, "interrupted by a boundary event")
+        self._cancel_jobs(tx, pk, running, now, fx)
+
+    def _cancel_jobs(self, tx: Tx, pk: int, running: list[Row], now: datetime, fx: Effects) -> None:
+        """A ``cancel`` row and job for each task whose stone may be working right now."""
         if not running:
             return
         cancel_rows = [{"id": str(uuid.uuid4()), "process_pk": pk, "spiff_task_id": t.spiff_task_id,

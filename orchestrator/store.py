@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,10 +31,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 
 from orchestrator.errors import Conflict
-from orchestrator.models import Base, Deployment, Model, Outbox, Process, Task, TaskEvent
+from orchestrator.models import Base, Deployment, IdempotencyKey, Model, Outbox, Process, Task, TaskEvent
 from orchestrator.states import TASK_ENDED, TaskStatus
 
-M, D, P, T, E, OB = (x.__table__ for x in (Model, Deployment, Process, Task, TaskEvent, Outbox))
+M, D, P, T, E, OB, IK = (x.__table__ for x in (Model, Deployment, Process, Task, TaskEvent, Outbox, IdempotencyKey))
 
 # Columns the engine rewrites when it applies reports to a task.
 TASK_MUTABLE = ("status", "reason", "progress", "outputs", "state", "attempt", "lease_until", "end_time")
@@ -107,6 +108,33 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@dataclass
+class ProcessQuery:
+    """Filters of the Activiti-style process-instance list; ``None`` means "any"."""
+
+    id: int | None = None
+    deployment_ids: list[str] | None = None  # processDefinitionId (and involvedUser, resolved)
+    definition_key: str | None = None
+    business_key: str | None = None
+    suspended: bool | None = None
+    super_pk: int | None = None
+    sub_pk: int | None = None
+    exclude_subprocesses: bool = False
+    tenant_id: str | None = None
+    tenant_id_like: str | None = None
+    without_tenant_id: bool = False
+    statuses: tuple[str, ...] = ("running", "debug")
+    sort: str = "id"
+    order: str = "asc"
+    start: int = 0
+    size: int = 10
+
+
+# Sort fields of the list, as the second seed names them.
+PROCESS_SORTS = {"id": P.c.pk, "processDefinitionId": P.c.deployment_id, "tenantId": P.c.tenant_id,
+                 "processDefinitionKey": P.c.model_key}
 
 
 def dumps(value: Any) -> str | None:
@@ -193,6 +221,10 @@ class Tx:
             q = q.with_for_update(skip_locked=True)
         return self.cx.execute(q).all()
 
+    def close_subprocesses(self, parent_pk: int, status: str, now: datetime) -> None:
+        self.cx.execute(update(P).where(P.c.parent_pk == parent_pk, P.c.kind == "sub", P.c.status == "running")
+                        .values(status=status, end_time=now))
+
     def save_processes(self, saves: list[dict[str, Any]]) -> None:
         """Many ``save_process`` at once; each dict has ``pk``, ``expected`` and the same columns."""
         if not saves:
@@ -211,6 +243,97 @@ class Tx:
             .values(version=expected_version + 1, **values))
         if res.rowcount != 1:
             raise Conflict(f"process {pk} changed concurrently (expected version {expected_version})")
+
+    def query_processes(self, q: ProcessQuery, limit_override: int | None = None) -> tuple[Sequence[Row], int]:
+        """A page of processes matching ``q``, and how many match in all."""
+        where = [P.c.kind.in_(("main", "sub")), P.c.status.in_(q.statuses)]
+        if q.id is not None:
+            where.append(P.c.pk == q.id)
+        if q.deployment_ids is not None:
+            where.append(P.c.deployment_id.in_(q.deployment_ids))
+        if q.definition_key is not None:
+            where.append(P.c.model_key == q.definition_key)
+        if q.business_key is not None:
+            where.append(P.c.business_key == q.business_key)
+        if q.suspended is not None:
+            where.append(P.c.suspended.is_(q.suspended))
+        if q.super_pk is not None:
+            where += [P.c.parent_pk == q.super_pk, P.c.kind == "sub"]
+        if q.sub_pk is not None:
+            parent = select(P.c.parent_pk).where(P.c.pk == q.sub_pk, P.c.kind == "sub").scalar_subquery()
+            where.append(P.c.pk == parent)
+        if q.exclude_subprocesses:
+            where.append(P.c.kind == "main")
+        if q.tenant_id is not None:
+            where.append(P.c.tenant_id == q.tenant_id)
+        if q.tenant_id_like is not None:
+            where.append(P.c.tenant_id.like(q.tenant_id_like))
+        if q.without_tenant_id:
+            where.append(P.c.tenant_id.is_(None))
+        total = self.cx.execute(select(func.count()).select_from(P).where(*where)).scalar_one()
+        column = PROCESS_SORTS[q.sort]
+        ordering = [column.asc() if q.order == "asc" else column.desc(), P.c.pk.asc()]
+        rows = self.cx.execute(select(P).where(*where).order_by(*ordering).offset(q.start)
+                               .limit(limit_override or q.size)).all()
+        return rows, total
+
+    def current_activities(self, process_pks: list[int]) -> dict[int, str]:
+        """The BPMN id of each process's latest unfinished task (Activiti's ``activityId``)."""
+        if not process_pks:
+            return {}
+        rows = self.cx.execute(
+            select(T.c.process_pk, T.c.bpmn_id).where(
+                T.c.process_pk.in_(process_pks), T.c.event.in_(("start", "mock")),
+                (T.c.status.is_(None)) | (T.c.status.not_in(_ENDED)))
+            .order_by(T.c.pk)).all()
+        return {pk: bpmn_id for pk, bpmn_id in rows}
+
+    def get_idempotency(self, key: str) -> Row | None:
+        return self.cx.execute(select(IK).where(IK.c.key == key)).first()
+
+    def insert_idempotency(self, key: str, request_hash: str, process_pk: int, now: datetime) -> None:
+        self.cx.execute(insert(IK).values(key=key, request_hash=request_hash, process_pk=process_pk,
+                                          created_at=now))
+
+    # ------------------------------------------------------------ repository
+
+    def query_deployments(self, *, key: str | None = None, key_like: str | None = None, version: int | None = None,
+                          latest: bool = False, name_like: str | None = None) -> Sequence[Row]:
+        where = []
+        if key is not None:
+            where.append(D.c.key == key)
+        if key_like is not None:
+            where.append(D.c.key.like(key_like))
+        if version is not None:
+            where.append(D.c.version == version)
+        if name_like is not None:
+            where.append(D.c.name.like(name_like))
+        if latest:
+            newest = select(D.c.key, func.max(D.c.version).label("v")).group_by(D.c.key).subquery()
+            where.append(select(newest.c.v).where(newest.c.key == D.c.key).scalar_subquery() == D.c.version)
+        return self.cx.execute(select(*_DEPLOYMENT_LIGHT).where(*where).order_by(D.c.key, D.c.version)).all()
+
+    def deployment_in_use(self, deployment_id: str) -> int:
+        """Processes of this deployment that are not over yet."""
+        return self.cx.execute(select(func.count()).select_from(P).where(
+            P.c.deployment_id == deployment_id,
+            P.c.status.in_(("running", "debug", "failed", "rollbacking", "canceling", "deleting")))).scalar_one()
+
+    def delete_deployment(self, deployment_id: str) -> None:
+        """Remove a deployment and everything recorded of its processes."""
+        pks = select(P.c.pk).where(P.c.deployment_id == deployment_id)
+        task_pks = select(T.c.pk).where(T.c.process_pk.in_(pks))
+        self.cx.execute(delete(E).where(E.c.task_pk.in_(task_pks)))
+        self.cx.execute(delete(OB).where(OB.c.task_pk.in_(task_pks)))
+        self.cx.execute(delete(T).where(T.c.process_pk.in_(pks)))
+        self.cx.execute(delete(IK).where(IK.c.process_pk.in_(pks)))
+        self.cx.execute(update(P).where(P.c.parent_pk.in_(pks)).values(parent_pk=None))
+        self.cx.execute(delete(P).where(P.c.deployment_id == deployment_id))
+        model_id = self.cx.execute(select(D.c.model_id).where(D.c.deployment_id == deployment_id)).scalar()
+        self.cx.execute(delete(D).where(D.c.deployment_id == deployment_id))
+        if model_id and not self.cx.execute(select(func.count()).select_from(D)
+                                            .where(D.c.model_id == model_id)).scalar_one():
+            self.cx.execute(delete(M).where(M.c.model_id == model_id))
 
     # ------------------------------------------------------------ tasks
 

@@ -145,3 +145,19 @@ def test_namespace_property_and_parameters_reach_the_call():
     run.complete(call.spiff_task_id, {"id": "i-1"})
     run.advance()
     assert run.completed and run.data["vm-1"] == {"zone": "a", "id": "i-1"}
+
+
+def test_variables_read_from_the_stored_state_match_the_live_workflow():
+    from orchestrator.engine import variables_from_state
+
+    model = compile_bpmn(example("provision_cluster.bpmn"))
+    run = Run.start(model, CLUSTER_VARS)
+    calls = run.advance()
+    while calls:
+        assert variables_from_state(run.dump()) == run.variables()
+        for call in calls:
+            run.complete(call.spiff_task_id, {"id": call.namespace})
+        run.set_variables({"extra": len(calls)})
+        assert variables_from_state(run.dump())["extra"] == len(calls)
+        calls = run.advance()
+    assert variables_from_state(run.dump()) == run.variables() == run.data
