@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping
@@ -106,6 +107,16 @@ class Effects:
         return bool(self.jobs or self.revoke)
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def check_uuid(value: str, what: str) -> str:
+    """Model and deployment ids are uuids; anything else cannot exist (answered without a query)."""
+    if not isinstance(value, str) or not _UUID.fullmatch(value):
+        raise NotFound(f"{what} {value!r} not found")
+    return value
+
+
 def parse_public_id(value: str, what: str) -> int:
     """``processInstanceId`` / ``taskId`` are decimal strings; anything else cannot exist."""
     if not isinstance(value, str) or not value.isdigit() or len(value) > 18:
@@ -186,6 +197,7 @@ class Service:
             return list(tx.list_models())
 
     def get_model(self, model_id: str) -> tuple[Row, list[Row]]:
+        check_uuid(model_id, "model")
         with self.store.read() as tx:
             model = tx.get_model(model_id)
             if model is None:
@@ -194,11 +206,11 @@ class Service:
 
     def _resolve(self, tx: Tx, ref: ModelRef) -> Row:
         if ref.deployment_id:
-            dep = tx.get_deployment(ref.deployment_id, light=True)
+            dep = tx.get_deployment(check_uuid(ref.deployment_id, "deployment"), light=True)
             if dep is None:
                 raise NotFound(f"deployment {ref.deployment_id!r} not found")
         elif ref.model_id:
-            dep = tx.latest_deployment(model_id=ref.model_id, light=True)
+            dep = tx.latest_deployment(model_id=check_uuid(ref.model_id, "model"), light=True)
             if dep is None:
                 raise NotFound(f"model {ref.model_id!r} not found")
         elif ref.key:
@@ -539,7 +551,7 @@ class Service:
         """Participants of the user tasks of a definition (all, or the one ``activity_id``)."""
         with self.store.read() as tx:
             if definition_id:
-                dep = tx.get_deployment(parse_definition_id(definition_id))
+                dep = tx.get_deployment(check_uuid(parse_definition_id(definition_id), "process definition"))
             elif definition_key:
                 dep = tx.latest_deployment(key=definition_key)
             else:
@@ -560,14 +572,16 @@ class Service:
             return list(tx.query_deployments(**filters))
 
     def get_definition(self, definition_id: str, with_documents: bool = False) -> Row:
+        deployment_id = check_uuid(parse_definition_id(definition_id), "process definition")
         with self.store.read() as tx:
-            dep = tx.get_deployment(parse_definition_id(definition_id), light=not with_documents)
+            dep = tx.get_deployment(deployment_id, light=not with_documents)
         if dep is None:
             raise NotFound(f"process definition {definition_id!r} not found")
         return dep
 
     def delete_deployment(self, deployment_id: str) -> None:
         """Remove a deployment that no process still uses (409 otherwise)."""
+        check_uuid(deployment_id, "deployment")
         with self.store.transaction() as tx:
             if tx.get_deployment(deployment_id, light=True) is None:
                 raise NotFound(f"deployment {deployment_id!r} not found")
