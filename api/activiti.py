@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 from flask import current_app, request
+from flask_restx import Model, Namespace, fields
 
 from api.body import check_json
 from orchestrator.errors import InvalidInput, NotFound, UnsupportedMediaType
@@ -20,6 +21,16 @@ DEFAULT_PAGE_SIZE = 10
 DEPLOYMENT_FIELDS = {"id": "deployment_id", "name": "name", "deployTime": "created_at", "tenantId": None}
 DEFINITION_SORTS = {"id": "deployment_id", "key": "key", "name": "name", "version": "version",
                     "deploymentId": "deployment_id"}
+
+
+ERROR = Model("ActivitiError", {"code": fields.String(required=True), "message": fields.String(required=True)})
+
+
+def namespace(name: str, description: str) -> Namespace:
+    """A namespace of this face, with the shared error model registered."""
+    ns = Namespace(name, description=description)
+    ns.add_model(ERROR.name, ERROR)
+    return ns
 
 
 def service() -> Service:

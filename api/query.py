@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from flask_restx import Namespace, Resource, fields
+from flask_restx import Resource, fields
 
-from api.activiti import QUERY_PARAMS, envelope, instance_view, json_body_object, process_query, service
+from api.activiti import (
+    ERROR,
+    QUERY_PARAMS,
+    envelope,
+    instance_view,
+    json_body_object,
+    namespace,
+    process_query,
+    service,
+)
 from api.runtime import PAGE
 from orchestrator.errors import InvalidInput
 from orchestrator.variables import OPERATIONS, QUERY_TYPES, VariableFilter
 
 PATH = "/query"
-ns = Namespace("query", description="Activiti-style process-instance queries (second seed)")
+ns = namespace("query", "Activiti-style process-instance queries (second seed)")
 ns.add_model(PAGE.name, PAGE)  # defined with the runtime API: one page model for both
 
-ERROR = ns.model("QueryError", {"code": fields.String(required=True), "message": fields.String(required=True)})
 VARIABLE_FILTER = ns.model("VariableFilter", {
     "name": fields.String(required=True),
     "value": fields.Raw(required=True),

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from flask import Response, request
-from flask_restx import Namespace, Resource, fields
+from flask_restx import Resource, fields
 
 from api.activiti import (
     DEFINITION_SORTS,
     DEPLOYMENT_FIELDS,
+    ERROR,
     definition_view,
     deployment_view,
     envelope,
+    namespace,
     paging,
     parse_bool,
     parse_int,
@@ -19,9 +21,8 @@ from api.activiti import (
 from orchestrator.errors import InvalidInput, NotFound, UnsupportedMediaType
 
 PATH = "/repository"
-ns = Namespace("repository", description="Activiti-style deployments and process definitions")
+ns = namespace("repository", "Activiti-style deployments and process definitions")
 
-ERROR = ns.model("RepositoryError", {"code": fields.String(required=True), "message": fields.String(required=True)})
 DEPLOYMENT = ns.model("Deployment", {"id": fields.String, "name": fields.String, "deploymentTime": fields.String,
                                      "category": fields.String, "url": fields.String, "tenantId": fields.String})
 DEFINITION = ns.model("ProcessDefinition", {

@@ -7,14 +7,16 @@ import json
 from typing import Any
 
 from flask import request
-from flask_restx import Namespace, Resource, fields
+from flask_restx import Resource, fields
 
 from api.activiti import (
+    ERROR,
     QUERY_PARAMS,
     envelope,
     instance_view,
     json_body_object,
     json_value,
+    namespace,
     process_query,
     service,
     variable_view,
@@ -24,9 +26,8 @@ from orchestrator.service import ModelRef
 from orchestrator.variables import parse_items
 
 PATH = "/runtime"
-ns = Namespace("runtime", description="Activiti-style process instances (second seed)")
+ns = namespace("runtime", "Activiti-style process instances (second seed)")
 
-ERROR = ns.model("RuntimeError", {"code": fields.String(required=True), "message": fields.String(required=True)})
 VARIABLE = ns.model("Variable", {
     "name": fields.String(required=True),
     "type": fields.String(description="string, short, integer, long, double, boolean, date (ISO 8601) or json"),
