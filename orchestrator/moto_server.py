@@ -8,24 +8,16 @@ silently replaced: ``ensure_moto`` raises when a given URL does not answer.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import os
-import signal
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
-from types import TracebackType
 
 from orchestrator.config import VAR_DIR
 from orchestrator.errors import OrchestratorError
-from orchestrator.redis_server import _free_port, child_preexec
+from orchestrator.local_server import HOST, LocalServer, stop_all
 
 DEFAULT_DATA_DIR = VAR_DIR / "moto"
-_HOST = "127.0.0.1"
 # The dashboard: static, cheap, and only moto serves it (data.json would dump every model).
 _PROBE_PATH = "/moto-api/"
 
@@ -64,13 +56,20 @@ def reset(url: str, timeout: float = 10.0) -> None:
         raise MotoServerError(f"moto reset at {url} failed: {exc}") from exc
 
 
-class MotoServer:
-    """A throw-away ``moto.server`` on 127.0.0.1.
+class MotoServer(LocalServer):
+    """A throw-away ``moto.server`` on 127.0.0.1, all state in memory.
 
-    Use as a context manager, or call ``start()`` / ``stop()``. Every running instance is
-    also stopped by an atexit hook, and on Linux dies with its parent process. ``env`` is
-    added to the child's environment (e.g. ``MOTO_ENABLE_AMI_VALIDATION=true``).
+    Started, stopped and guarded as every ``LocalServer``: a context manager, or ``start()`` /
+    ``stop()``. ``env`` is added to the child's environment (e.g.
+    ``MOTO_ENABLE_AMI_VALIDATION=true``).
     """
+
+    label = "moto server"
+    log_name = "moto"
+    probe_name = "HTTP"
+    error = MotoServerError
+    ready_timeout = 0.5
+    ensure_timeout = 2.0
 
     def __init__(
         self,
@@ -80,139 +79,39 @@ class MotoServer:
         startup_timeout: float = 30.0,
         stop_timeout: float = 5.0,
     ) -> None:
-        self.data_dir = Path(data_dir).resolve()
-        self.port: int | None = port
-        self._fixed_port = port is not None
+        super().__init__(data_dir, port, startup_timeout, stop_timeout)
         self.env = dict(env or {})
-        self.startup_timeout = startup_timeout
-        self.stop_timeout = stop_timeout
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path: Path | None = None
 
-    @property
-    def url(self) -> str:
-        if self.port is None:
-            raise MotoServerError("MotoServer is not started")
-        return f"http://{_HOST}:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def start(self) -> MotoServer:
-        if self.running:
-            return self
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        # Another process may grab an auto-picked port between probe and bind: try again.
-        attempts_left = 1 if self._fixed_port else 3
-        while True:
-            attempts_left -= 1
-            if not self._fixed_port:
-                self.port = _free_port()
-            error = self._spawn_and_wait()
-            if error is None:
-                _RUNNING.add(self)
-                return self
-            if "already in use" not in error or attempts_left == 0:
-                raise MotoServerError(error)
-
-    def _spawn_and_wait(self) -> str | None:
+    def _command(self) -> list[str]:
         assert self.port is not None
-        self.log_path = self.data_dir / f"moto-{self.port}.log"
-        args = [sys.executable, "-m", "moto.server", "-H", _HOST, "-p", str(self.port)]
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
-                # Own session: a Ctrl-C meant for the supervisor must not kill moto before the
-                # workers that use it have shut down; stop() signals the whole group.
-                start_new_session=True,
-                preexec_fn=child_preexec(),
-            )
-        deadline = time.monotonic() + self.startup_timeout
-        url = self.url
-        while True:
-            if self.process.poll() is not None:
-                code = self.process.returncode
-                self.process = None
-                return f"moto server exited with code {code} at startup:\n{self.log_tail()}"
-            if is_reachable(url, timeout=0.5):
-                return None
-            if time.monotonic() > deadline:
-                self._terminate()
-                return (
-                    f"moto server on port {self.port} did not answer HTTP within "
-                    f"{self.startup_timeout:g}s:\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
+        return [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)]
+
+    def _env(self) -> dict[str, str]:
+        # Unbuffered: the startup error lands in the log before the child exits.
+        return {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+
+    @staticmethod
+    def _probe(url: str, timeout: float) -> str | None:
+        return _probe_error(url, timeout)
+
+    def _url(self, port: int) -> str:
+        return f"http://{HOST}:{port}"
+
+    @staticmethod
+    def _unreachable(url: str, error: str) -> str:
+        return (
+            f"AWS endpoint {url} is not reachable ({error}). Start it, fix ORCH_AWS_ENDPOINT_URL, "
+            "or unset it to run a local moto server."
+        )
 
     def reset(self) -> None:
         """Forget every resource (POST /moto-api/reset)."""
         reset(self.url)
 
-    def log_tail(self, lines: int = 20) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return "(no log)"
-        text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        return "\n".join(f"  | {line}" for line in text) or "(empty log)"
 
-    def _signal(self, proc: subprocess.Popen[bytes], sig: int) -> None:
-        # The child leads its own process group: signal the group so nothing it spawned
-        # survives. Safe while the child is unreaped, as its pid (= pgid) cannot be reused.
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-
-    def _terminate(self) -> int | None:
-        proc, self.process = self.process, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            self._signal(proc, signal.SIGTERM)
-            try:
-                proc.wait(self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                self._signal(proc, signal.SIGKILL)
-                proc.wait()
-        return proc.returncode
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after ``stop_timeout``. Idempotent."""
-        _RUNNING.discard(self)
-        code = self._terminate()
-        # Keep the log of a server that died badly; a clean stop leaves nothing behind.
-        if code in (0, -signal.SIGTERM) and self.log_path is not None:
-            with contextlib.suppress(OSError):
-                self.log_path.unlink()
-
-    def __enter__(self) -> MotoServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"<MotoServer port={self.port} {state}>"
-
-
-_RUNNING: set[MotoServer] = set()
-
-
-@atexit.register
 def _stop_all() -> None:
-    for server in list(_RUNNING):
-        server.stop()
+    """Stop every running MotoServer (the atexit hook of local_server stops them all)."""
+    stop_all(MotoServer)
 
 
 def ensure_moto(
@@ -223,13 +122,4 @@ def ensure_moto(
     ``url`` None: start a local server (the caller stops it). ``url`` given: it must answer,
     else ``MotoServerError``; a configured endpoint is never silently replaced.
     """
-    if url is None:
-        server = MotoServer(data_dir).start()
-        return server.url, server
-    error = _probe_error(url, timeout=2.0)
-    if error is not None:
-        raise MotoServerError(
-            f"AWS endpoint {url} is not reachable ({error}). Start it, fix ORCH_AWS_ENDPOINT_URL, "
-            "or unset it to run a local moto server."
-        )
-    return url, None
+    return MotoServer.ensure(url, data_dir)

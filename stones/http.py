@@ -20,16 +20,7 @@ from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import requests
 
-from stones.base import (
-    Done,
-    Failed,
-    MonitorResult,
-    Pending,
-    RetryableError,
-    Stone,
-    StoneContext,
-    TerminalError,
-)
+from stones.base import Done, Failed, MonitorResult, Pending, RetryableError, Stone, StoneContext, TerminalError
 
 CONTROL_KEYS = frozenset(
     {

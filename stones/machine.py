@@ -21,31 +21,20 @@ same instances, even once terminated: a new launch needs a new key.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from typing import Any
 
 from stones.aws import (
     KEY_TAG,
     PROCESS_TAG,
     TASK_TAG,
-    aws_client,
+    AwsStone,
     aws_errors,
     aws_region,
     idempotency_key,
     short_token,
     truthy,
 )
-from stones.base import (
-    Done,
-    Failed,
-    MonitorResult,
-    Pending,
-    RetryableError,
-    RetryPolicy,
-    Stone,
-    StoneContext,
-    TerminalError,
-)
+from stones.base import Done, Failed, MonitorResult, Pending, RetryableError, StoneContext, TerminalError
 
 DEFAULT_INSTANCE_TYPE = "t3.micro"
 CLIENT_TOKEN_MAX = 64  # RunInstances' limit
@@ -53,8 +42,6 @@ TAG_VALUE_MAX = 256
 # States of an instance that still exists (costs money, may need terminating).
 LIVE_STATES = ("pending", "running", "stopping", "stopped")
 DEAD_STATES = frozenset({"shutting-down", "terminated"})
-
-ClientFactory = Callable[[str, dict[str, Any]], Any]
 
 
 def _opt_str(params: dict[str, Any], key: str) -> str | None:
@@ -180,30 +167,19 @@ def _outputs(instances: list[dict[str, Any]], region: str) -> dict[str, Any]:
     }
 
 
-class MachineStone(Stone):
+class MachineStone(AwsStone):
     """EC2 instances: RunInstances, DescribeInstances until all run, TerminateInstances to undo."""
 
     name = "MachineStone"
+    service = "ec2"
     monitor_interval_s = 3.0
     monitor_deadline_s = 1800.0
-    # Throttling and capacity errors pass; a retried start (same key) finds what it launched.
-    retry = RetryPolicy(attempts=3, backoff_s=2.0, max_backoff_s=30.0)
-
-    def __init__(self, client_factory: ClientFactory = aws_client) -> None:
-        self._client_factory = client_factory
-
-    def _ec2(self, ctx: StoneContext) -> Any:
-        params = ctx.params
-        # Later events go where start went, even if the environment changed since.
-        if ctx.state.get("region") and not params.get("region"):
-            params = {**params, "region": ctx.state["region"]}
-        return self._client_factory("ec2", params)
 
     def start(self, ctx: StoneContext) -> dict[str, Any]:
         if ctx.state.get("instanceIds"):
             return dict(ctx.state)  # a duplicate start that already knows its instances
         spec = _Spec(ctx)
-        ec2 = self._ec2(ctx)
+        ec2 = self._client(ctx)
         token = _token(ctx)
         region = ec2.meta.region_name
         existing = _find(ec2, [{"Name": f"tag:{KEY_TAG}", "Values": [token]}])
@@ -222,7 +198,7 @@ class MachineStone(Stone):
         ids = _state_ids(ctx)
         if not ids:
             raise TerminalError("MachineStone: monitor needs the state returned by start")
-        ec2 = self._ec2(ctx)
+        ec2 = self._client(ctx)
         try:
             found = {i["InstanceId"]: i for i in _find(ec2, [{"Name": "instance-id", "Values": ids}])}
         except RetryableError as exc:
@@ -246,9 +222,10 @@ class MachineStone(Stone):
             return Pending(progress=f"pending {running}/{len(instances)} running")
         return Done(_outputs(instances, ec2.meta.region_name))
 
-    def _terminate(self, ctx: StoneContext) -> None:
+    def _undo(self, ctx: StoneContext) -> None:
+        """Terminate the task's live instances: those in its state and those carrying its key."""
         ids = _state_ids(ctx)
-        ec2 = self._ec2(ctx)
+        ec2 = self._client(ctx)
         live_filter = {"Name": "instance-state-name", "Values": list(LIVE_STATES)}
         live: dict[str, None] = {}  # ordered set
         if ids:
@@ -267,16 +244,6 @@ class MachineStone(Stone):
         except TerminalError as exc:
             if exc.code != "InvalidInstanceID.NotFound":  # gone between describe and terminate
                 raise
-
-    def rollback(self, ctx: StoneContext) -> None:
-        self._terminate(ctx)
-
-    def delete(self, ctx: StoneContext) -> None:
-        self._terminate(ctx)
-
-    def cancel(self, ctx: StoneContext) -> None:
-        # Launching cannot be paused: stopping the work in flight means terminating.
-        self._terminate(ctx)
 
     def mock(self, ctx: StoneContext) -> dict[str, Any]:
         spec = _Spec(ctx)  # a mock run still catches bad params

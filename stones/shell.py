@@ -21,16 +21,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from stones.base import (
-    Done,
-    Failed,
-    MonitorResult,
-    Pending,
-    RetryableError,
-    Stone,
-    StoneContext,
-    TerminalError,
-)
+from stones.base import Done, Failed, MonitorResult, Pending, RetryableError, Stone, StoneContext, TerminalError
 
 OUTPUT_CAP = 64 * 1024
 

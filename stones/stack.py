@@ -23,29 +23,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stones.aws import (
-    KEY_TAG,
-    PROCESS_TAG,
-    TASK_TAG,
-    aws_client,
-    aws_errors,
-    idempotency_key,
-)
-from stones.base import (
-    Done,
-    Failed,
-    MonitorResult,
-    Pending,
-    RetryableError,
-    RetryPolicy,
-    Stone,
-    StoneContext,
-    TerminalError,
-)
+from stones.aws import KEY_TAG, PROCESS_TAG, TASK_TAG, AwsStone, aws_errors, idempotency_key
+from stones.base import Done, Failed, MonitorResult, Pending, RetryableError, StoneContext, TerminalError
 
 TEMPLATE_VERSION = "2010-09-09"
 TEMPLATE_BODY_MAX = 51_200  # bytes; larger templates need TemplateURL (S3)
@@ -58,8 +40,6 @@ _NOT_NAME_CHARS = re.compile(r"[^A-Za-z0-9]+")
 _PARTIAL_STATUSES = ("CREATE_IN_PROGRESS", "CREATE_FAILED", "ROLLBACK_IN_PROGRESS", "ROLLBACK_FAILED",
                      "ROLLBACK_COMPLETE")
 CLOCK_SLACK = timedelta(seconds=5)
-
-ClientFactory = Callable[[str, dict[str, Any]], Any]
 
 
 def _template_doc(raw: Any) -> dict[str, Any] | str:
@@ -202,23 +182,13 @@ def _is_failure(status: str) -> bool:
     return status.startswith(("ROLLBACK_", "DELETE_")) or status.endswith("_FAILED")
 
 
-class StackStone(Stone):
+class StackStone(AwsStone):
     """A CloudFormation stack: CreateStack, DescribeStacks until complete, DeleteStack to undo."""
 
     name = "StackStone"
+    service = "cloudformation"
     monitor_interval_s = 5.0
     monitor_deadline_s = 3600.0
-    # Throttling is common on CloudFormation; a retried start finds its stack by key.
-    retry = RetryPolicy(attempts=3, backoff_s=2.0, max_backoff_s=30.0)
-
-    def __init__(self, client_factory: ClientFactory = aws_client) -> None:
-        self._client_factory = client_factory
-
-    def _cfn(self, ctx: StoneContext) -> Any:
-        params = ctx.params
-        if ctx.state.get("region") and not params.get("region"):
-            params = {**params, "region": ctx.state["region"]}
-        return self._client_factory("cloudformation", params)
 
     def start(self, ctx: StoneContext) -> dict[str, Any]:
         if ctx.state.get("stackId"):
@@ -235,7 +205,7 @@ class StackStone(Stone):
         capabilities = _capabilities(ctx.params)
         if capabilities:
             args["Capabilities"] = capabilities
-        cfn = self._cfn(ctx)
+        cfn = self._client(ctx)
         region = cfn.meta.region_name
         ctx.log.info("StackStone: creating stack %s in %s", name, region)
         requested_at = datetime.now(UTC)
@@ -276,7 +246,7 @@ class StackStone(Stone):
         ref = ctx.state.get("stackId") or ctx.state.get("stackName")
         if not ref:
             raise TerminalError("StackStone: monitor needs the state returned by start")
-        cfn = self._cfn(ctx)
+        cfn = self._client(ctx)
         try:
             stack = _describe(cfn, ref)
         except RetryableError as exc:
@@ -318,8 +288,9 @@ class StackStone(Stone):
             ctx.log.warning("StackStone: stack %s was not created by this task; left alone", name)
         return None
 
-    def _delete(self, ctx: StoneContext) -> None:
-        cfn = self._cfn(ctx)
+    def _undo(self, ctx: StoneContext) -> None:
+        """Delete the task's stack: the one in its state, else the one carrying its key."""
+        cfn = self._client(ctx)
         ref = ctx.state.get("stackId")
         if not ref:
             stack = self._own_stack(cfn, ctx)
@@ -334,16 +305,6 @@ class StackStone(Stone):
         except TerminalError as exc:
             if not (exc.code == "ValidationError" and "does not exist" in exc.reason):
                 raise
-
-    def rollback(self, ctx: StoneContext) -> None:
-        self._delete(ctx)
-
-    def delete(self, ctx: StoneContext) -> None:
-        self._delete(ctx)
-
-    def cancel(self, ctx: StoneContext) -> None:
-        # Deleting a stack being created stops its creation and removes what it made.
-        self._delete(ctx)
 
     def mock(self, ctx: StoneContext) -> dict[str, Any]:
         name = stack_name(ctx)
