@@ -2,63 +2,142 @@
 
 from __future__ import annotations
 
-from flask import current_app, request
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, current_app, request
 from flask_restx import Namespace, Resource
 
-from api.schemas import deployment_view, model_view, register_models
-from orchestrator.errors import InvalidInput, UnsupportedMediaType
+from api.body import UUID_PATTERN, check_text, uuid_id
+from api.schemas import (
+    BEARER,
+    GENERIC_REASONS,
+    MAX_NAME,
+    deployment_view,
+    error_responses,
+    model_view,
+    register_models,
+)
+from orchestrator.errors import InvalidInput, ModelInvalid, UnsupportedMediaType
 from orchestrator.service import Service
 
 PATH = "/model"
-ns = Namespace("model", description="Models (BPMN) and their immutable deployments")
+ns = Namespace("model", description="Models (BPMN) and their immutable deployments", authorizations=BEARER)
 M = register_models(ns)
 XML_TYPES = ("application/xml", "text/xml", "application/bpmn+xml")
+# Looked for in the whole text, whatever the case: XML has no business declaring either in BPMN,
+# and refusing here keeps entity expansion (billion laughs) and external entities (file reads) away
+# from every parser.
+DTD_MARKUP = re.compile(r"<!\s*(doctype|entity)", re.IGNORECASE)
+
+
+@dataclass
+class Upload:
+    xml: bytes
+    key: str | None
+    name: str | None
+    filename: str
+    template: str | None
 
 
 def service() -> Service:
     return current_app.extensions["orchestrator"]
 
 
-def _read_upload() -> tuple[bytes, str | None, str | None, str, str | None]:
-    """BPMN as multipart (``file``, optional ``key``, ``name``, ``outputTemplate``) or a raw XML body."""
-    if request.mimetype == "multipart/form-data":
+def _text(value: str | None, what: str, max_length: int | None = None) -> str | None:
+    if value is None:
+        return None
+    check_text(value)
+    if max_length is not None and len(value) > max_length:
+        raise InvalidInput(f"{what} is longer than {max_length} characters")
+    return value
+
+
+def _utf8(data: bytes, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{what} must be UTF-8 ({exc.reason} at byte {exc.start})") from exc
+
+
+def _read_upload() -> Upload:
+    """BPMN as multipart (``file``, optional ``key``, ``name``, ``outputTemplate``) or a raw XML body;
+    ``key`` and ``name`` may also come as query parameters (a multipart field wins)."""
+    if request.mimetype == "multipart/form-data":  # over MAX_CONTENT_LENGTH: 413 from werkzeug's form parser
         upload = request.files.get("file")
         if upload is None:
             raise InvalidInput("multipart upload needs a 'file' part with the BPMN document")
         template = request.files.get("outputTemplate")
-        template_text = template.read().decode("utf-8") if template is not None else \
-            request.form.get("outputTemplate")
-        return (upload.read(), request.form.get("key"), request.form.get("name"), upload.filename or "model.bpmn",
-                template_text)
+        template_text = (_utf8(template.read(), "outputTemplate") if template is not None
+                         else request.form.get("outputTemplate"))
+        return Upload(upload.read(), request.form.get("key", request.args.get("key")),
+                      request.form.get("name", request.args.get("name")), upload.filename or "model.bpmn",
+                      template_text)
     if request.mimetype in XML_TYPES:
-        return request.get_data(), request.args.get("key"), request.args.get("name"), "model.bpmn", None
+        return Upload(request.get_data(), request.args.get("key"), request.args.get("name"), "model.bpmn", None)
     raise UnsupportedMediaType("upload BPMN as multipart/form-data (field 'file') or as application/xml")
 
 
+UPLOAD_PARAMS = {
+    "file": {"in": "formData", "type": "file", "required": True,
+             "description": "the BPMN 2.0 document, UTF-8, without DOCTYPE or entity declarations"},
+    "key": {"in": "formData", "type": "string", "minLength": 1, "maxLength": MAX_NAME,
+            "description": "the model's key (default: the BPMN process id); the same key again makes a new version"},
+    "name": {"in": "formData", "type": "string", "maxLength": MAX_NAME,
+             "description": "the model's name (default: the BPMN process name)"},
+    "outputTemplate": {"in": "formData", "type": "string",
+                       "description": "Jinja template of the process outputs (a text field or a file part)"},
+}
+
+
+TOO_LARGE = (f"{GENERIC_REASONS[413]}, or a multipart text field over {Flask.default_config['MAX_FORM_MEMORY_SIZE']} "
+             f"bytes (send big values as file parts)")
+
+
 @ns.route("")
+@ns.doc(security="bearer")
 class ModelList(Resource):
-    @ns.response(201, "deployed: the new deployment")
-    @ns.response(400, "BPMN that does not parse or validate", M["error"])
-    @ns.response(415, "neither multipart nor XML", M["error"])
-    def post(self):
+    @ns.doc(params=UPLOAD_PARAMS, description=(
+        "Also accepted: the BPMN document as the whole body, Content-Type application/xml, text/xml or "
+        "application/bpmn+xml, with key and name as query parameters. A DOCTYPE or an entity declaration is "
+        "refused before any XML parser sees the document."))
+    @ns.response(201, "deployed: the new deployment (or the latest one, when the same document is uploaded "
+                      "again)", M["deployment"])
+    @error_responses(ns, {400: "BPMN that is not UTF-8, does not parse or validate (the parser's message), has a "
+                               "DOCTYPE or entities, or a bad key, name or output template",
+                          401: None, 413: TOO_LARGE,
+                          415: "neither multipart/form-data nor XML"})
+    def post(self) -> Any:
         """Upload a BPMN model; each upload of a key makes a new immutable deployment (version)."""
-        xml, key, name, filename, template = _read_upload()
-        if not xml.strip():
+        up = _read_upload()
+        text = _utf8(up.xml, "the BPMN document")
+        if not text.strip():
             raise InvalidInput("the BPMN document is empty")
+        if DTD_MARKUP.search(text):
+            raise ModelInvalid("BPMN documents with a DOCTYPE or entity declarations are refused")
+        key = _text(up.key, "key", MAX_NAME)
         if key is not None and not key.strip():
             raise InvalidInput("key must not be empty")
-        dep = service().deploy(xml, key=key, name=name, filename=filename, output_template_text=template)
+        name = _text(up.name, "name", MAX_NAME) or None
+        dep = service().deploy(up.xml, key=key, name=name, filename=_text(up.filename, "the file name") or "",
+                               output_template_text=_text(up.template, "outputTemplate"))
         return deployment_view(dep), 201
 
-    def get(self):
+    @ns.response(200, "every model, with its latest version", [M["model"]])
+    @error_responses(ns, {401: None})
+    def get(self) -> Any:
         """List models with their latest version."""
         return [model_view(m) for m in service().list_models()]
 
 
 @ns.route("/<string:modelId>")
+@ns.param("modelId", "uuid of the model (anything else is 404)", pattern=UUID_PATTERN)
+@ns.doc(security="bearer")
 class ModelItem(Resource):
-    @ns.response(404, "no such model", M["error"])
-    def get(self, modelId: str):
+    @ns.response(200, "the model and all its deployments, oldest first", M["model_detail"])
+    @error_responses(ns, {401: None, 404: "no such model"})
+    def get(self, modelId: str) -> Any:
         """A model and all its deployments."""
-        model, deployments = service().get_model(modelId)
+        model, deployments = service().get_model(uuid_id(modelId, "model"))
         return model_view(model, deployments)

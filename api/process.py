@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import current_app
 from flask_restx import Namespace, Resource
 
-from api.body import json_object
-from api.schemas import process_view, register_models
+from api.body import PUBLIC_ID_PATTERN, json_object, public_id
+from api.schemas import (
+    BEARER,
+    ECMA_SPACE,
+    MAX_NAME,
+    START_DESCRIPTION,
+    error_responses,
+    process_view,
+    register_models,
+)
 from orchestrator.errors import InvalidInput
 from orchestrator.service import ModelRef, Service
 
 PATH = "/process"
-ns = Namespace("process", description="Processes: runs of a deployed model")
+ns = Namespace("process", description="Processes: runs of a deployed model", authorizations=BEARER)
 M = register_models(ns)
+ID_PARAM = {"description": "the process id: a decimal number (anything else is 404)", "pattern": PUBLIC_ID_PATTERN}
 
 
 def service() -> Service:
     return current_app.extensions["orchestrator"]
 
 
-def _optional_str(body: dict, name: str) -> str | None:
+def _optional_str(body: dict[str, Any], name: str) -> str | None:
     value = body.get(name)
     if value is None or value == "":
         return None
@@ -28,16 +39,17 @@ def _optional_str(body: dict, name: str) -> str | None:
     return value
 
 
-def parse_start(body: dict) -> tuple[ModelRef, str, dict, bool]:
+def parse_start(body: dict[str, Any]) -> tuple[ModelRef, str, dict[str, Any], bool]:
+    """The seed's start request, checked; ``json_object`` has already refused what no field may hold."""
     ref = ModelRef(deployment_id=_optional_str(body, "deploymentId"), model_id=_optional_str(body, "modelId"),
                    key=_optional_str(body, "key"))
     if not (ref.deployment_id or ref.model_id or ref.key):
         raise InvalidInput("one of modelId, deploymentId or key is required")
     name = body.get("processName")
-    if not isinstance(name, str) or not name.strip():
+    if not isinstance(name, str) or not name.strip(ECMA_SPACE):
         raise InvalidInput("processName is required (a non-empty string)")
-    if len(name) > 255:
-        raise InvalidInput("processName is longer than 255 characters")
+    if len(name) > MAX_NAME:
+        raise InvalidInput(f"processName is longer than {MAX_NAME} characters")
     variables = body.get("variables")
     if not isinstance(variables, dict):
         raise InvalidInput("variables is required and must be a JSON object")
@@ -48,42 +60,47 @@ def parse_start(body: dict) -> tuple[ModelRef, str, dict, bool]:
 
 
 @ns.route("")
+@ns.doc(security="bearer")
 class ProcessList(Resource):
-    @ns.expect(M["start"])
+    @ns.expect((M["start"], START_DESCRIPTION))
     @ns.response(200, "the started process", M["process"])
-    @ns.response(400, "bad request", M["error"])
-    @ns.response(404, "unknown model, deployment or key", M["error"])
-    @ns.response(415, "not JSON", M["error"])
-    def post(self):
+    @error_responses(ns, {
+        400: "malformed JSON, not an object, a field of the wrong type, no model reference, a blank or too long "
+             "processName, a reserved variable name, NUL characters, lone surrogates, non-finite numbers, or "
+             "nesting deeper than the limit",
+        401: None, 404: "unknown modelId, deploymentId or key", 413: None, 415: "not application/json (UTF-8)"})
+    def post(self) -> Any:
         """Start a process from a modelId, deploymentId or key (latest deployment)."""
         ref, name, variables, debug = parse_start(json_object())
         return process_view(service().start_process(ref, name, variables, debug=debug)), 200
 
 
 @ns.route("/<string:processInstanceId>")
-@ns.param("processInstanceId", "the process id")
+@ns.param("processInstanceId", **ID_PARAM)
+@ns.doc(security="bearer")
 class ProcessItem(Resource):
     @ns.response(200, "the process", M["process"])
-    @ns.response(404, "no such process", M["error"])
-    def get(self, processInstanceId: str):
+    @error_responses(ns, {401: None, 404: "no such process"})
+    def get(self, processInstanceId: str) -> Any:
         """Read a process."""
-        return process_view(service().get_process(processInstanceId))
+        return process_view(service().get_process(public_id(processInstanceId, "process")))
 
 
 OPERATIONS = {"cancel": Service.cancel_process, "delete": Service.delete_process}
 
 
 @ns.route("/<string:processInstanceId>/<string:operate>")
-@ns.param("processInstanceId", "the process id")
-@ns.param("operate", "cancel: stop a running process; delete: clean up what a finished process created")
+@ns.param("processInstanceId", **ID_PARAM)
+@ns.param("operate", "cancel: stop a running process; delete: clean up what a finished process created",
+          enum=list(OPERATIONS))
+@ns.doc(security="bearer")
 class ProcessOperation(Resource):
     @ns.response(200, "the process, now canceling or deleting", M["process"])
-    @ns.response(400, "unknown operation", M["error"])
-    @ns.response(404, "no such process", M["error"])
-    @ns.response(409, "the operation makes no sense in the process's status", M["error"])
-    def put(self, processInstanceId: str, operate: str):
+    @error_responses(ns, {400: "unknown operation", 401: None, 404: "no such process",
+                          409: "the operation makes no sense in the process's status"})
+    def put(self, processInstanceId: str, operate: str) -> Any:
         """Cancel or delete a process: runs a cancel / delete process of the stones' events."""
         operation = OPERATIONS.get(operate)
         if operation is None:
             raise InvalidInput(f"unknown operation {operate!r}: use cancel or delete")
-        return process_view(operation(service(), processInstanceId))
+        return process_view(operation(service(), public_id(processInstanceId, "process")))
