@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import Any
 
@@ -45,7 +46,9 @@ def create_app(test_config: dict[str, Any] | None = None, service: Service | Non
     def _authenticate():
         if tokens and request.path not in ("/health", "/swagger.json"):
             header = request.headers.get("Authorization", "")
-            if not header.startswith("Bearer ") or header[7:].strip() not in tokens:
+            offered = header[7:].strip() if header.startswith("Bearer ") else ""
+            # Constant-time comparison: the answer time must not tell how much of a token matched.
+            if not any(hmac.compare_digest(offered.encode(), t.encode()) for t in tokens):
                 raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")
 
     api = Api(app, version="1.0", title="Stone orchestrator",

@@ -8,6 +8,7 @@ from flask import current_app
 from flask_restx import Namespace, Resource
 
 from api.body import PUBLIC_ID_PATTERN, json_object, public_id
+from api.idempotency import HEADER_DOC, idempotency
 from api.schemas import (
     BEARER,
     ECMA_SPACE,
@@ -63,16 +64,21 @@ def parse_start(body: dict[str, Any]) -> tuple[ModelRef, str, dict[str, Any], bo
 @ns.doc(security="bearer")
 class ProcessList(Resource):
     @ns.expect((M["start"], START_DESCRIPTION))
-    @ns.response(200, "the started process", M["process"])
+    @ns.doc(params=HEADER_DOC)
+    @ns.response(200, "the started process (or, for an Idempotency-Key seen with this body, that one)",
+                 M["process"])
     @error_responses(ns, {
         400: "malformed JSON, not an object, a field of the wrong type, no model reference, a blank or too long "
              "processName, a reserved variable name, NUL characters, lone surrogates, non-finite numbers, or "
              "nesting deeper than the limit",
-        401: None, 404: "unknown modelId, deploymentId or key", 413: None, 415: "not application/json (UTF-8)"})
+        401: None, 404: "unknown modelId, deploymentId or key",
+        409: "the Idempotency-Key was used with another body", 413: None, 415: "not application/json (UTF-8)"})
     def post(self) -> Any:
         """Start a process from a modelId, deploymentId or key (latest deployment)."""
-        ref, name, variables, debug = parse_start(json_object())
-        return process_view(service().start_process(ref, name, variables, debug=debug)), 200
+        body = json_object()
+        ref, name, variables, debug = parse_start(body)
+        proc, _ = service().start(ref, name, variables, debug=debug, idempotency=idempotency("process", body))
+        return process_view(proc), 200
 
 
 @ns.route("/<string:processInstanceId>")

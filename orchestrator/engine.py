@@ -274,7 +274,26 @@ def compile_bpmn(xml: bytes | str, process_id: str | None = None, filename: str 
         for s in sp.task_specs.values() if isinstance(s, StoneTask)
     })
     name = next((p.get("name") for p in root.iter(full_tag("process")) if p.get("id") == process_id), None)
+    _check_lengths(process_id, name, [spec, *subprocess_specs.values()])
     return CompiledModel(process_id, name or process_id, spec, subprocess_specs, stones)
+
+
+MAX_NAME = 255  # what the database keeps of ids and names
+
+
+def _check_lengths(process_id: str, name: str | None, specs: list) -> None:
+    for what, value in (("process id", process_id), ("process name", name)):
+        if value is not None and len(value) > MAX_NAME:
+            raise ModelInvalid(f"the {what} is longer than {MAX_NAME} characters")
+    for sp in specs:
+        for task in sp.task_specs.values():
+            if not isinstance(task, StoneTask):
+                continue
+            for what, value in (("id", task.bpmn_id), ("name", task.bpmn_name), ("stone", task.stone),
+                                ("namespace", task.namespace)):
+                if value is not None and len(value) + (8 if what == "namespace" else 0) > MAX_NAME:
+                    raise ModelInvalid(f"service task {task.bpmn_id[:40]!r}: its {what} is longer than "
+                                       f"{MAX_NAME - (8 if what == 'namespace' else 0)} characters")
 
 
 # ---------------------------------------------------------------- runs

@@ -119,7 +119,8 @@ def check_uuid(value: str, what: str) -> str:
 
 def parse_public_id(value: str, what: str) -> int:
     """``processInstanceId`` / ``taskId`` are decimal strings; anything else cannot exist."""
-    if not isinstance(value, str) or not value.isdigit() or len(value) > 18:
+    # ASCII only: str.isdigit() also takes other scripts' digits and superscripts.
+    if not isinstance(value, str) or not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise NotFound(f"{what} {value!r} not found")
     return int(value)
 
@@ -136,6 +137,11 @@ def parse_definition_id(value: str) -> str:
 
 def q_all(q: ProcessQuery) -> ProcessQuery:
     return replace(q, start=0)
+
+
+def _fit(text: str, limit: int = 255) -> str:
+    """A derived name cut to the column's size."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _loads(text: str | None) -> Any:
@@ -765,7 +771,7 @@ class Service:
         for spiff_id, called in began:
             sub = tx.insert_process(
                 id=str(uuid.uuid4()), kind="sub", parent_pk=proc.pk, deployment_id=proc.deployment_id,
-                model_id=proc.model_id, model_key=called, process_name=f"{proc.process_name}/{called}",
+                model_id=proc.model_id, model_key=_fit(called), process_name=_fit(f"{proc.process_name}/{called}"),
                 process_type="sub", status=P.RUNNING.value, content="{}", start_time=now, debug=False,
                 mock=proc.mock, version=0, business_key=proc.business_key, tenant_id=proc.tenant_id)
             run.mark_subprocess(spiff_id, sub)
@@ -895,7 +901,8 @@ class Service:
         _, _, _, sequential, link = DERIVED[kind]
         pk = tx.insert_process(
             id=str(uuid.uuid4()), kind=kind, parent_pk=parent.pk, deployment_id=parent.deployment_id,
-            model_id=parent.model_id, model_key=parent.model_key, process_name=f"{parent.process_name}-{kind}",
+            model_id=parent.model_id, model_key=parent.model_key,
+            process_name=_fit(f"{parent.process_name}-{kind}"),
             process_type=kind, status=P.RUNNING.value, content=parent.content, start_time=now, debug=False,
             mock=parent.mock, version=0)
         tx.update_process(parent.pk, **{link: pk})

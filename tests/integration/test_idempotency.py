@@ -34,6 +34,8 @@ def count(service) -> int:
 
 
 ENDPOINTS = [
+    ("/process", {"key": "noop_chain", "processName": "a", "variables": {}},
+     {"key": "noop_chain", "processName": "b", "variables": {}}, 200, "processInstanceId"),
     ("/runtime/process-instances", {"processDefinitionKey": "noop_chain", "businessKey": "b1"},
      {"processDefinitionKey": "noop_chain", "businessKey": "b2"}, 201, "id"),
 ]
@@ -69,7 +71,8 @@ def test_fifty_concurrent_duplicates_make_one_process(service, base_url, redis_c
     with ThreadPoolExecutor(50) as pool:
         answers = list(pool.map(one, range(50)))
     assert {r.status_code for r in answers} <= {created, 200}
-    assert [r.status_code for r in answers].count(created) == 1
+    if created != 200:  # the seed's face answers 200 either way
+        assert [r.status_code for r in answers].count(created) == 1
     assert len({r.json()[id_field] for r in answers}) == 1
     assert count(service) == 1
     assert redis_client.llen("stone.NoopStone") == 1

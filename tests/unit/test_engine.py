@@ -161,3 +161,23 @@ def test_variables_read_from_the_stored_state_match_the_live_workflow():
         assert variables_from_state(run.dump())["extra"] == len(calls)
         calls = run.advance()
     assert variables_from_state(run.dump()) == run.variables() == run.data
+
+
+def test_names_longer_than_the_database_keeps_are_refused():
+    long = "x" * 300
+    with pytest.raises(ModelInvalid, match="process id"):
+        compile_bpmn(chain(long, ("t", "NoopStone", {})))
+    with pytest.raises(ModelInvalid, match="its id"):
+        compile_bpmn(chain("p", (long, "NoopStone", {})))
+    with pytest.raises(ModelInvalid, match="stone"):
+        compile_bpmn(chain("p", ("t", "S" * 300, {})))
+
+
+def test_public_ids_are_ascii_digits_only():
+    from orchestrator.errors import NotFound
+    from orchestrator.service import parse_public_id
+
+    assert parse_public_id("42", "process") == 42
+    for bad in ("¹", "١٢", "4²", "1e3", "-1", "9" * 19, ""):
+        with pytest.raises(NotFound):
+            parse_public_id(bad, "process")
