@@ -2,138 +2,184 @@
 
 from __future__ import annotations
 
-from flask import Response, request
-from flask_restx import Resource, fields
+from collections.abc import Callable
+from typing import Any
+
+from flask import Response, current_app, request
+from flask_restx import Resource
 
 from api.activiti import (
+    DEFINITION,
+    DEFINITION_EXAMPLE,
+    DEFINITION_FILTERS,
+    DEFINITION_ID_PATTERN,
+    DEFINITION_PAGE,
     DEFINITION_SORTS,
+    DEPLOYMENT,
     DEPLOYMENT_FIELDS,
-    ERROR,
+    DEPLOYMENT_FILTERS,
+    DEPLOYMENT_PAGE,
+    MAX_INT,
+    UUID_EXAMPLE,
     definition_view,
     deployment_view,
     envelope,
     namespace,
     paging,
-    parse_bool,
-    parse_int,
+    query_params,
+    query_string,
+    resolve_definition,
     service,
 )
-from orchestrator.errors import InvalidInput, NotFound, UnsupportedMediaType
+from api.body import UUID_PATTERN, uuid_id
+from api.model import DTD_MARKUP, TOO_LARGE, _text, _utf8
+from api.schemas import MAX_NAME, error_responses
+from orchestrator.errors import InvalidInput, ModelInvalid, NotFound, UnsupportedMediaType
 
 PATH = "/repository"
 ns = namespace("repository", "Activiti-style deployments and process definitions")
+DEPLOYMENT_ID = {"description": "the deployment id, a uuid (anything else is 404)", "pattern": UUID_PATTERN,
+                 "x-example": UUID_EXAMPLE}
+DEFINITION_ID = {"description": "key:version:deploymentId (or a bare deploymentId); anything else is 404",
+                 "pattern": DEFINITION_ID_PATTERN, "x-example": DEFINITION_EXAMPLE}
+UPLOAD_PARAMS = {
+    "file": {"in": "formData", "type": "file", "required": True,
+             "description": "the BPMN 2.0 document, UTF-8, without DOCTYPE or entity declarations (the one file "
+                            "part, whatever its name)"},
+    "key": {"in": "formData", "type": "string", "maxLength": MAX_NAME,
+            "description": "the model's key (empty or absent: the BPMN process id); the same key again makes a new "
+                           "version"},
+    "name": {"in": "formData", "type": "string", "maxLength": MAX_NAME,
+             "description": "the model's name (empty or absent: the BPMN process name)"},
+}
 
-DEPLOYMENT = ns.model("Deployment", {"id": fields.String, "name": fields.String, "deploymentTime": fields.String,
-                                     "category": fields.String, "url": fields.String, "tenantId": fields.String})
-DEFINITION = ns.model("ProcessDefinition", {
-    "id": fields.String(description="key:version:deploymentId"), "url": fields.String, "key": fields.String,
-    "version": fields.Integer, "name": fields.String, "description": fields.String,
-    "deploymentId": fields.String, "deploymentUrl": fields.String, "resource": fields.String,
-    "diagramResource": fields.String, "category": fields.String, "graphicalNotationDefined": fields.Boolean,
-    "suspended": fields.Boolean, "startFormDefined": fields.Boolean, "tenantId": fields.String,
-})
-PAGE_PARAMS = {"sort": "sort field", "order": "asc or desc", "start": "first index", "size": "page size"}
 
-
-def _page(items, params, sorts, default):
-    start, size, sort, order = paging(params, sorts, default)
+def _page(items: list[Any], paged: tuple[int, int, str, str], sorts: dict[str, str | None],
+          view: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """One page of ``items`` (sorted here: a repository holds few deployments) in the list envelope."""
+    start, size, sort, order = paged
     key = sorts[sort]
-    items = sorted(items, key=lambda d: (getattr(d, key) is None, getattr(d, key) or 0) if key else 0,
-                   reverse=order == "desc")
-    return items[start:start + size], len(items), start, sort, order
+    if key is not None:
+        items = sorted(items, key=lambda d: (getattr(d, key) is None, getattr(d, key) or 0),
+                       reverse=order == "desc")
+    return envelope([view(d) for d in items[start:start + size]], len(items), start, sort, order)
 
 
 @ns.route("/deployments")
+@ns.doc(security="bearer")
 class Deployments(Resource):
-    @ns.doc(params={"name": "exact name", "nameLike": "LIKE pattern", **PAGE_PARAMS})
-    @ns.response(200, "a page of deployments")
-    @ns.response(400, "bad sort or paging", ERROR)
-    def get(self):
+    @ns.doc(params=query_params(DEPLOYMENT_FILTERS))
+    @ns.response(200, "a page of deployments", DEPLOYMENT_PAGE)
+    @error_responses(ns, {400: "a filter, sort field or paging value that is not valid (too long, NUL characters, "
+                               "out of range)", 401: None})
+    def get(self) -> Any:
         """List deployments (every version of every model)."""
-        params = request.args.to_dict()
-        deps = service().list_definitions(name_like=params.get("nameLike"))
-        if params.get("name") is not None:
-            deps = [d for d in deps if d.name == params["name"]]
-        page, total, start, sort, order = _page(deps, params, DEPLOYMENT_FIELDS, "id")
-        return envelope([deployment_view(d) for d in page], total, start, sort, order)
+        params = query_string()
+        name, name_like = params.text("name"), params.like("nameLike")
+        paged = paging(params, DEPLOYMENT_FIELDS, "id")  # all refused before the database is asked
+        deps = service().list_definitions(name_like=name_like)
+        if name is not None:
+            deps = [d for d in deps if d.name == name]
+        return _page(deps, paged, DEPLOYMENT_FIELDS, deployment_view)
 
-    @ns.response(201, "deployed", DEPLOYMENT)
-    @ns.response(400, "BPMN that does not parse or validate", ERROR)
-    @ns.response(415, "not multipart/form-data", ERROR)
-    def post(self):
-        """Deploy a BPMN file (multipart/form-data, any part name; optional form field key)."""
+    @ns.doc(params=UPLOAD_PARAMS, consumes=["multipart/form-data"])
+    @ns.response(201, "deployed: the new deployment (or the latest one, when the same document is uploaded again)",
+                 DEPLOYMENT)
+    @error_responses(ns, {400: "not exactly one file part, BPMN that is not UTF-8, does not parse or validate (the "
+                               "parser's message), has a DOCTYPE or entities, or a bad key or name",
+                          401: None, 413: TOO_LARGE, 415: "not multipart/form-data"})
+    def post(self) -> Any:
+        """Deploy a BPMN file (multipart/form-data: one file part, optional form fields key and name)."""
         if request.mimetype != "multipart/form-data":
             raise UnsupportedMediaType("upload the BPMN file as multipart/form-data")
-        if len(request.files) != 1:
-            raise InvalidInput("send exactly one file: the BPMN document")
-        upload = next(iter(request.files.values()))
+        uploads = list(request.files.items(multi=True))  # over the limits: 413 from werkzeug's form parser
+        if len(uploads) != 1:
+            raise InvalidInput("send exactly one file part: the BPMN document")
+        upload = uploads[0][1]
         xml = upload.read()
-        if not xml.strip():
+        text = _utf8(xml, "the BPMN document")
+        if not text.strip():
             raise InvalidInput("the BPMN document is empty")
-        dep = service().deploy(xml, key=request.form.get("key") or None, name=request.form.get("name") or None,
-                               filename=upload.filename or "model.bpmn")
+        if DTD_MARKUP.search(text):
+            raise ModelInvalid("BPMN documents with a DOCTYPE or entity declarations are refused")
+        key = _text(request.form.get("key"), "key", MAX_NAME) or None
+        if key is not None and not key.strip():
+            raise InvalidInput("key must not be blank")
+        name = _text(request.form.get("name"), "name", MAX_NAME) or None
+        filename = _text(upload.filename, "the file name") or "model.bpmn"
+        dep = service().deploy(xml, key=key, name=name, filename=filename)
         return deployment_view(dep), 201
 
 
 @ns.route("/deployments/<string:deploymentId>")
-@ns.param("deploymentId", "the deployment id")
+@ns.param("deploymentId", **DEPLOYMENT_ID)
+@ns.doc(security="bearer")
 class DeploymentItem(Resource):
     @ns.response(200, "the deployment", DEPLOYMENT)
-    @ns.response(404, "no such deployment", ERROR)
-    def get(self, deploymentId: str):
+    @error_responses(ns, {401: None, 404: "no such deployment"})
+    def get(self, deploymentId: str) -> Any:
         """One deployment."""
-        return deployment_view(service().get_definition(deploymentId))
+        return deployment_view(service().get_definition(uuid_id(deploymentId, "deployment")))
 
     @ns.response(204, "deleted, with what was recorded of its finished processes")
-    @ns.response(404, "no such deployment", ERROR)
-    @ns.response(409, "a process of this deployment is not over", ERROR)
-    def delete(self, deploymentId: str):
+    @error_responses(ns, {401: None, 404: "no such deployment", 409: "a process of this deployment is not over"})
+    def delete(self, deploymentId: str) -> Any:
         """Delete a deployment no running process uses."""
-        service().delete_deployment(deploymentId)
-        return "", 204
+        service().delete_deployment(uuid_id(deploymentId, "deployment"))
+        return current_app.response_class(status=204, mimetype="application/json")  # the produced type, no body
 
 
 @ns.route("/process-definitions")
+@ns.doc(security="bearer")
 class Definitions(Resource):
-    @ns.doc(params={"key": "exact key", "keyLike": "LIKE pattern", "name": "exact name", "nameLike": "LIKE pattern",
-                    "version": "exact version", "latest": "true: only the latest version of each key",
-                    "deploymentId": "of this deployment", **PAGE_PARAMS})
-    @ns.response(200, "a page of process definitions")
-    @ns.response(400, "bad filter, sort or paging", ERROR)
-    def get(self):
+    @ns.doc(params=query_params(DEFINITION_FILTERS))
+    @ns.response(200, "a page of process definitions", DEFINITION_PAGE)
+    @error_responses(ns, {400: "a filter, sort field or paging value that is not valid (of the wrong type, too "
+                               "long, NUL characters, out of range)", 401: None})
+    def get(self) -> Any:
         """List process definitions."""
-        params = request.args.to_dict()
-        version = parse_int("version", params.get("version"), 0) if params.get("version") else None
-        defs = service().list_definitions(key=params.get("key"), key_like=params.get("keyLike"), version=version,
-                                          latest=bool(parse_bool("latest", params.get("latest"))),
-                                          name_like=params.get("nameLike"))
-        if params.get("name") is not None:
-            defs = [d for d in defs if d.name == params["name"]]
-        if params.get("deploymentId") is not None:
-            defs = [d for d in defs if d.deployment_id == params["deploymentId"]]
-        page, total, start, sort, order = _page(defs, params, DEFINITION_SORTS, "key")
-        return envelope([definition_view(d) for d in page], total, start, sort, order)
+        params = query_string()
+        key, key_like = params.text("key"), params.like("keyLike")
+        name, name_like = params.text("name"), params.like("nameLike")
+        version = params.number("version", None, 1, MAX_INT)
+        latest = bool(params.flag("latest"))
+        deployment_id = params.text("deploymentId", 36)
+        paged = paging(params, DEFINITION_SORTS, "key")  # all refused before the database is asked
+        defs = service().list_definitions(key=key, key_like=key_like, version=version, latest=latest,
+                                          name_like=name_like)
+        if name is not None:
+            defs = [d for d in defs if d.name == name]
+        if deployment_id is not None:
+            defs = [d for d in defs if d.deployment_id == deployment_id]
+        return _page(defs, paged, DEFINITION_SORTS, definition_view)
 
 
-@ns.route("/process-definitions/<string:processDefinitionId>")
-@ns.param("processDefinitionId", "key:version:deploymentId")
+def _definition(processDefinitionId: str, with_documents: bool = False) -> Any:
+    dep = resolve_definition(processDefinitionId, with_documents=with_documents)
+    if dep is None:
+        raise NotFound(f"process definition {processDefinitionId!r} not found"[:300])
+    return dep
+
+
+# ``path``: a key may hold a slash, which the definition's URL encodes as %2F and the server decodes.
+@ns.route("/process-definitions/<path:processDefinitionId>")
+@ns.param("processDefinitionId", **DEFINITION_ID)
+@ns.doc(security="bearer")
 class Definition(Resource):
     @ns.response(200, "the process definition", DEFINITION)
-    @ns.response(404, "no such process definition", ERROR)
-    def get(self, processDefinitionId: str):
+    @error_responses(ns, {401: None, 404: "no such process definition"})
+    def get(self, processDefinitionId: str) -> Any:
         """One process definition."""
-        return definition_view(service().get_definition(processDefinitionId))
+        return definition_view(_definition(processDefinitionId))
 
 
-@ns.route("/process-definitions/<string:processDefinitionId>/resourcedata")
-@ns.param("processDefinitionId", "key:version:deploymentId")
+@ns.route("/process-definitions/<path:processDefinitionId>/resourcedata")
+@ns.param("processDefinitionId", **DEFINITION_ID)
+@ns.doc(security="bearer")
 class DefinitionResource(Resource):
-    @ns.produces(["application/xml"])
-    @ns.response(200, "the BPMN XML")
-    @ns.response(404, "no such process definition", ERROR)
-    def get(self, processDefinitionId: str):
-        """The process definition's BPMN document."""
-        dep = service().get_definition(processDefinitionId, with_documents=True)
-        if dep is None:
-            raise NotFound(f"process definition {processDefinitionId!r} not found")
-        return Response(dep.bpmn_xml, mimetype="application/xml")
+    @ns.produces(["application/xml", "application/json"])
+    @ns.response(200, "the BPMN document, application/xml")
+    @error_responses(ns, {401: None, 404: "no such process definition"})
+    def get(self, processDefinitionId: str) -> Any:
+        """The process definition's BPMN document (errors are JSON)."""
+        return Response(_definition(processDefinitionId, with_documents=True).bpmn_xml, mimetype="application/xml")

@@ -2,246 +2,284 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
-from flask import request
-from flask_restx import Resource, fields
+from flask import current_app
+from flask_restx import Resource
 
 from api.activiti import (
-    ERROR,
-    QUERY_PARAMS,
-    envelope,
+    ACTION,
+    ACTIONS,
+    ASSIGN_ANSWER,
+    ASSIGN_CHECK,
+    INSTANCE,
+    INSTANCE_PAGE,
+    MAX_DEFINITION_ID,
+    PROCESS_FILTERS,
+    START,
+    VARIABLE,
+    VARIABLE_DESCRIPTION,
+    VARIABLE_IN,
+    VARIABLE_UPDATE,
     instance_view,
-    json_body_object,
-    json_value,
+    list_instances,
     namespace,
-    process_query,
+    query_params,
+    query_string,
+    resolve_definition,
     service,
     variable_view,
 )
+from api.body import MAX_DEPTH, PUBLIC_ID_PATTERN, json_object, json_value, public_id
+from api.idempotency import HEADER, HEADER_DOC, idempotency
+from api.schemas import ECMA_SPACE, MAX_NAME, error_responses
+from orchestrator.engine import BPMN_NS, read_xml
 from orchestrator.errors import InvalidInput, NotFound
 from orchestrator.service import ModelRef
 from orchestrator.variables import parse_items
 
 PATH = "/runtime"
 ns = namespace("runtime", "Activiti-style process instances (second seed)")
-
-VARIABLE = ns.model("Variable", {
-    "name": fields.String(required=True),
-    "type": fields.String(description="string, short, integer, long, double, boolean, date (ISO 8601) or json"),
-    "value": fields.Raw(description="the value, of the declared type"),
-    "scope": fields.String(description="always local"),
-})
-INSTANCE = ns.model("ProcessInstance", {
-    "id": fields.String, "url": fields.String, "businessKey": fields.String, "suspended": fields.Boolean,
-    "ended": fields.Boolean, "completed": fields.Boolean, "processDefinitionId": fields.String,
-    "processDefinitionUrl": fields.String, "activityId": fields.String, "tenantId": fields.String,
-    "variables": fields.List(fields.Nested(VARIABLE), description="with includeProcessVariables=true"),
-})
-PAGE = ns.model("ProcessInstancePage", {
-    "data": fields.List(fields.Nested(INSTANCE)), "total": fields.Integer, "start": fields.Integer,
-    "sort": fields.String, "order": fields.String, "size": fields.Integer,
-})
-START = ns.model("StartProcessInstance", {
-    "processDefinitionId": fields.String(description="key:version:deploymentId (or a deploymentId)"),
-    "processDefinitionKey": fields.String(description="the latest version of this key"),
-    "businessKey": fields.String, "tenantId": fields.String,
-    "variables": fields.List(fields.Nested(VARIABLE)),
-})
-ACTION = ns.model("ProcessInstanceAction", {
-    "action": fields.String(required=True, description="suspend, activate or jumpToActivity"),
-    "activityId": fields.String(description="jumpToActivity: the BPMN id of the activity to run next"),
-    "jumpOrigin": fields.String(description="jumpToActivity: free text, kept in the log"),
-})
-ASSIGN_CHECK = ns.model("AssignCheck", {
-    "processDefinitionId": fields.String, "processDefinitionKey": fields.String, "activityId": fields.String,
-    "taskId": fields.String, "executionId": fields.String,
-})
-PARTICIPANT = ns.model("Participant", {"id": fields.String, "code": fields.String, "name": fields.String,
-                                       "type": fields.String(description="assignee, candidateUser, "
-                                                                         "candidateGroup or lane")})
-ASSIGN_ITEM = ns.model("AssignInfoItem", {"activityId": fields.String, "activityName": fields.String,
-                                          "participants": fields.List(fields.Nested(PARTICIPANT))})
-ASSIGN_INFO = ns.model("AssignInfo", {"taskId": fields.String, "executionId": fields.String,
-                                      "assignInfoItems": fields.List(fields.Nested(ASSIGN_ITEM))})
-ASSIGN_ANSWER = ns.model("AssignCheckAnswer", {"assignInfo": fields.Nested(ASSIGN_INFO)})
-IDEMPOTENCY_HEADER = {"Idempotency-Key": {"description": "the same key and body return the same process (200); "
-                                                         "another body under the key answers 409",
-                                          "in": "header", "type": "string", "required": False}}
+ID_PARAM = {"description": "the process instance id: a decimal number (anything else is 404)",
+            "pattern": PUBLIC_ID_PATTERN, "x-example": "1"}
+IDEMPOTENCY_HEADER = {HEADER: {**HEADER_DOC[HEADER], "minLength": 1, "maxLength": 255}}
+BODY_LIMITS = f"The whole body nests at most {MAX_DEPTH} levels of objects and arrays, the body itself being one."
+BAD_JSON = ("malformed JSON, a body of the wrong shape, a field of the wrong type, NUL characters, lone "
+            "surrogates, non-finite numbers or nesting deeper than the limit")
+# BPMN elements that are activities: what jumpToActivity may target (not events, not gateways).
+ACTIVITIES = {"task", "serviceTask", "userTask", "manualTask", "scriptTask", "businessRuleTask", "sendTask",
+              "receiveTask", "callActivity", "subProcess", "transaction", "adHocSubProcess"}
 
 
-def request_hash(scope: str, body: Any) -> str:
-    return hashlib.sha256(f"{scope}\n{json.dumps(body, sort_keys=True)}".encode()).hexdigest()
-
-
-def idempotency(scope: str, body: Any) -> tuple[str, str] | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
+def _name(body: dict[str, Any], name: str, max_length: int = MAX_NAME) -> str | None:
+    """An optional name in a body: null is absent; else a string of 1 to ``max_length`` characters, not blank."""
+    value = body.get(name)
+    if value is None:
         return None
-    if not key.strip() or len(key) > 255:
-        raise InvalidInput("Idempotency-Key must be 1 to 255 characters")
-    return key, request_hash(scope, body)
+    if not isinstance(value, str) or not value.strip(ECMA_SPACE) or len(value) > max_length:
+        raise InvalidInput(f"{name} must be a non-empty string of at most {max_length} characters")
+    return value
 
 
-def _view(proc):
-    return instance_view(proc, service().activity_of(proc.pk))
+def _variables(value: Any) -> dict[str, tuple[str, Any]]:
+    return parse_items([] if value is None else value)
 
 
 @ns.route("/process-instances")
+@ns.doc(security="bearer")
 class ProcessInstances(Resource):
-    @ns.doc(params={k: {"description": v, "in": "query", "type": "string"} for k, v in QUERY_PARAMS.items()})
-    @ns.response(200, "a page of running process instances", PAGE)
-    @ns.response(400, "a filter, sort field or paging value is not valid", ERROR)
-    def get(self):
+    @ns.doc(params=query_params(PROCESS_FILTERS))
+    @ns.response(200, "a page of running process instances", INSTANCE_PAGE)
+    @error_responses(ns, {400: "a filter, sort field or paging value that is not valid (of the wrong type, "
+                               "too long, NUL characters, out of range)", 401: None})
+    def get(self) -> Any:
         """List running process instances, with the second seed's filters and paging."""
-        q, user, include = process_query(request.args.to_dict())
-        rows, total, activities, variables = service().query_processes(q, involved_user=user,
-                                                                       with_variables=include)
-        data = [instance_view(r, activities.get(r.pk), variables.get(r.pk) if include else None) for r in rows]
-        return envelope(data, total, q.start, q.sort, q.order)
+        return list_instances(query_string())
 
-    @ns.expect(START)
+    @ns.expect((START, "One of processDefinitionId or processDefinitionKey is needed (processDefinitionId wins). "
+                       + BODY_LIMITS))
     @ns.doc(params=IDEMPOTENCY_HEADER)
     @ns.response(201, "started", INSTANCE)
     @ns.response(200, "an Idempotency-Key seen before with the same body: that process", INSTANCE)
-    @ns.response(400, "no such process definition, or variables that are not valid", ERROR)
-    @ns.response(409, "the Idempotency-Key was used with another body", ERROR)
-    @ns.response(415, "not JSON", ERROR)
-    def post(self):
+    @error_responses(ns, {400: "no such process definition, variables that are not valid, or " + BAD_JSON,
+                          401: None, 409: "the Idempotency-Key was used with another body", 413: None,
+                          415: "not application/json (UTF-8)"})
+    def post(self) -> Any:
         """Start a process instance by processDefinitionId or processDefinitionKey."""
-        body = json_body_object()
-        definition, key = body.get("processDefinitionId"), body.get("processDefinitionKey")
-        for name, value in (("processDefinitionId", definition), ("processDefinitionKey", key),
-                            ("businessKey", body.get("businessKey")), ("tenantId", body.get("tenantId"))):
-            if value is not None and (not isinstance(value, str) or not value.strip() or len(value) > 255):
-                raise InvalidInput(f"{name} must be a non-empty string of at most 255 characters")
-        if not definition and not key:
+        body = json_object()
+        definition = _name(body, "processDefinitionId", MAX_DEFINITION_ID)
+        key = _name(body, "processDefinitionKey")
+        business_key, tenant_id = _name(body, "businessKey"), _name(body, "tenantId")
+        typed = _variables(body.get("variables"))
+        if definition is None and key is None:
             raise InvalidInput("processDefinitionId or processDefinitionKey is required")
-        typed = parse_items(body.get("variables", []))
-        ref = ModelRef(deployment_id=definition.rsplit(":", 1)[-1]) if definition else ModelRef(key=key)
+        if definition is not None:
+            dep = resolve_definition(definition)
+            if dep is None:  # the second seed answers 400 for an unknown definition
+                raise InvalidInput(f"process definition {definition!r} not found")
+            ref, label = ModelRef(deployment_id=dep.deployment_id), dep.key
+        else:
+            ref, label = ModelRef(key=key), key
         try:
             proc, created = service().start(
-                ref, body.get("businessKey") or (key or definition), {n: v for n, (_, v) in typed.items()},
-                business_key=body.get("businessKey"), tenant_id=body.get("tenantId"),
-                variable_types={n: t for n, (t, _) in typed.items()},
-                idempotency=idempotency("runtime", body))
-        except NotFound as exc:  # the second seed answers 400 for an unknown definition
+                ref, business_key or label, {n: v for n, (_, v) in typed.items()},
+                business_key=business_key, tenant_id=tenant_id,
+                variable_types={n: t for n, (t, _) in typed.items()}, idempotency=idempotency("runtime", body))
+        except NotFound as exc:
             raise InvalidInput(exc.message) from exc
-        return _view(proc), 201 if created else 200
+        return instance_view(proc, service().activity_of(proc.pk)), 201 if created else 200
 
 
 @ns.route("/process-instances/<string:processInstanceId>")
-@ns.param("processInstanceId", "the process instance id")
+@ns.param("processInstanceId", **ID_PARAM)
+@ns.doc(security="bearer")
 class ProcessInstance(Resource):
     @ns.response(200, "the process instance", INSTANCE)
-    @ns.response(404, "no such running process instance", ERROR)
-    def get(self, processInstanceId: str):
+    @error_responses(ns, {401: None, 404: "no such running process instance"})
+    def get(self, processInstanceId: str) -> Any:
         """A running process instance."""
-        proc, activity = service().get_runtime_process(processInstanceId)
+        proc, activity = service().get_runtime_process(public_id(processInstanceId, "process instance"))
         return instance_view(proc, activity)
 
-    @ns.expect(ACTION)
+    @ns.expect((ACTION, BODY_LIMITS))
     @ns.response(200, "done: the process instance", INSTANCE)
-    @ns.response(400, "an unknown action, or an unknown activity to jump to", ERROR)
-    @ns.response(404, "no such running process instance", ERROR)
-    @ns.response(409, "already suspended / already active", ERROR)
-    def put(self, processInstanceId: str):
+    @error_responses(ns, {400: "an unknown action, jumpToActivity without activityId or to something that is not "
+                               "an activity of the process, or " + BAD_JSON,
+                          401: None, 404: "no such running process instance",
+                          409: "already suspended / already active, a jump inside a sub-process, or the process "
+                               "changed concurrently",
+                          413: None, 415: "not application/json (UTF-8)"})
+    def put(self, processInstanceId: str) -> Any:
         """suspend (no new task is dispatched), activate, or jumpToActivity."""
-        body = json_body_object()
+        pid = public_id(processInstanceId, "process instance")
+        body = json_object()
         action = body.get("action")
-        if action in ("suspend", "activate"):
-            service().set_suspended(processInstanceId, action == "suspend")
-            proc, activity = service().get_runtime_process(processInstanceId)
-            return instance_view(proc, activity)
-        if action == "jumpToActivity":
-            activity_id = body.get("activityId")
-            if not isinstance(activity_id, str) or not activity_id:
-                raise InvalidInput("jumpToActivity needs activityId")
-            proc, activity = service().jump_to_activity(processInstanceId, activity_id)
-            return instance_view(proc, activity)
-        raise InvalidInput(f"unknown action {action!r}: use suspend, activate or jumpToActivity")
+        if not isinstance(action, str) or action not in ACTIONS:
+            raise InvalidInput(f"unknown action {action!r}: use suspend, activate or jumpToActivity"[:300])
+        if action != "jumpToActivity":
+            proc = service().set_suspended(pid, action == "suspend")
+            return instance_view(proc, service().activity_of(proc.pk))
+        activity_id = body.get("activityId")
+        if not isinstance(activity_id, str) or not activity_id or len(activity_id) > MAX_NAME:
+            raise InvalidInput("jumpToActivity needs activityId, the BPMN id of an activity")
+        if body.get("jumpOrigin") is not None and not isinstance(body["jumpOrigin"], str):
+            raise InvalidInput("jumpOrigin must be a string")
+        _check_activity(pid, activity_id)
+        proc, activity = service().jump_to_activity(pid, activity_id)
+        return instance_view(proc, activity)
 
-    @ns.response(204, "deleted: the process instance is canceled")
-    @ns.response(404, "no such running process instance", ERROR)
-    def delete(self, processInstanceId: str):
+    @ns.response(204, "deleted: the process instance is canceled (its cancel process stops the tasks in flight)")
+    @error_responses(ns, {401: None, 404: "no such running process instance",
+                          409: "a sub-process (delete its parent), or the process changed concurrently"})
+    def delete(self, processInstanceId: str) -> Any:
         """Delete (cancel) a running process instance."""
-        service().delete_runtime_process(processInstanceId)
-        return "", 204
+        service().delete_runtime_process(public_id(processInstanceId, "process instance"))
+        return current_app.response_class(status=204, mimetype="application/json")  # the produced type, no body
+
+
+def _check_activity(pid: str, activity_id: str) -> None:
+    """A jump targets an activity of the process's model: not an event (jumping to the end event would end
+    the process), not a gateway, not an id of another process."""
+    proc, _ = service().get_runtime_process(pid)
+    if proc.kind != "main":
+        return  # the service refuses jumps inside a sub-process (409)
+    dep = service().get_definition(proc.deployment_id, with_documents=True)
+    for process in read_xml(dep.bpmn_xml).iter(f"{{{BPMN_NS}}}process"):
+        if process.get("id") != dep.process_id:
+            continue
+        for element in process.iter():
+            if element.get("id") == activity_id and isinstance(element.tag, str) \
+                    and element.tag.startswith(f"{{{BPMN_NS}}}") and element.tag.split("}")[1] in ACTIVITIES:
+                return
+    raise InvalidInput(f"{activity_id!r} is not an activity of process instance {pid}"[:300])
+
+
+VARIABLES_IN = ([VARIABLE_IN], "a list of variables: " + VARIABLE_DESCRIPTION + ". " + BODY_LIMITS)
 
 
 @ns.route("/process-instances/<string:processInstanceId>/variables")
-@ns.param("processInstanceId", "the process instance id")
+@ns.param("processInstanceId", **ID_PARAM)
+@ns.doc(security="bearer")
 class Variables(Resource):
-    @ns.response(200, "the variables", [VARIABLE])
-    @ns.response(404, "no such running process instance", ERROR)
-    def get(self, processInstanceId: str):
+    @ns.response(200, "the variables, by name", [VARIABLE])
+    @error_responses(ns, {401: None, 404: "no such running process instance"})
+    def get(self, processInstanceId: str) -> Any:
         """The process instance's variables."""
-        return [variable_view(n, t, v) for n, t, v in service().get_variables(processInstanceId)]
+        pid = public_id(processInstanceId, "process instance")
+        return [variable_view(n, t, v) for n, t, v in service().get_variables(pid)]
 
-    @ns.expect([VARIABLE])
-    @ns.response(201, "created", [VARIABLE])
-    @ns.response(400, "a variable that is not valid", ERROR)
-    @ns.response(404, "no such running process instance", ERROR)
-    @ns.response(409, "a variable of that name exists (PUT updates)", ERROR)
-    def post(self, processInstanceId: str):
+    @ns.expect(VARIABLES_IN)
+    @ns.response(201, "created: the variables as stored", [VARIABLE])
+    @error_responses(ns, {400: "a variable that is not valid (no name, a reserved name, a name given twice, a value "
+                               "of another type), or " + BAD_JSON,
+                          401: None, 404: "no such running process instance",
+                          409: "a variable of that name exists (PUT updates), the instance is a sub-process (its "
+                               "variables are its parent's), or the process changed concurrently",
+                          413: None, 415: "not application/json (UTF-8)"})
+    def post(self, processInstanceId: str) -> Any:
         """Create variables; none may exist yet."""
+        pid = public_id(processInstanceId, "process instance")
         items = parse_items(json_value())
-        created = service().set_variables(processInstanceId, items, create_only=True)
+        created = service().set_variables(pid, items, create_only=True)
         return [variable_view(n, t, v) for n, t, v in created], 201
 
-    @ns.expect([VARIABLE])
-    @ns.response(201, "created or updated", [VARIABLE])
-    @ns.response(400, "a variable that is not valid", ERROR)
-    @ns.response(404, "no such running process instance", ERROR)
-    def put(self, processInstanceId: str):
+    @ns.expect(VARIABLES_IN)
+    @ns.response(201, "created or updated: the variables as stored", [VARIABLE])
+    @error_responses(ns, {400: "a variable that is not valid (no name, a reserved name, a name given twice, a value "
+                               "of another type), or " + BAD_JSON,
+                          401: None, 404: "no such running process instance",
+                          409: "the instance is a sub-process (its variables are its parent's), or the process "
+                               "changed concurrently",
+                          413: None, 415: "not application/json (UTF-8)"})
+    def put(self, processInstanceId: str) -> Any:
         """Create or update variables."""
+        pid = public_id(processInstanceId, "process instance")
         items = parse_items(json_value())
-        return [variable_view(n, t, v) for n, t, v in service().set_variables(processInstanceId, items)], 201
+        return [variable_view(n, t, v) for n, t, v in service().set_variables(pid, items)], 201
 
 
-@ns.route("/process-instances/<string:processInstanceId>/variables/<string:variableName>")
-@ns.param("processInstanceId", "the process instance id")
-@ns.param("variableName", "the variable's name")
+# ``path``: a variable's name may hold a slash (sent encoded as %2F, which the server decodes).
+@ns.route("/process-instances/<string:processInstanceId>/variables/<path:variableName>")
+@ns.param("processInstanceId", **ID_PARAM)
+@ns.param("variableName", "the variable's name", **{"x-example": "size"})
+@ns.doc(security="bearer")
 class Variable(Resource):
     @ns.response(200, "the variable", VARIABLE)
-    @ns.response(404, "no such running process instance or variable", ERROR)
-    def get(self, processInstanceId: str, variableName: str):
+    @error_responses(ns, {401: None, 404: "no such running process instance or variable"})
+    def get(self, processInstanceId: str, variableName: str) -> Any:
         """One variable."""
-        for name, kind, value in service().get_variables(processInstanceId):
+        pid = public_id(processInstanceId, "process instance")
+        for name, kind, value in service().get_variables(pid):
             if name == variableName:
                 return variable_view(name, kind, value)
-        raise NotFound(f"process instance {processInstanceId} has no variable {variableName!r}")
+        raise NotFound(f"variable {variableName!r} not found in process instance {pid}"[:300])
 
-    @ns.expect(VARIABLE)
-    @ns.response(200, "updated", VARIABLE)
-    @ns.response(400, "not a valid variable, or its name differs from the path", ERROR)
-    @ns.response(404, "no such running process instance or variable", ERROR)
-    def put(self, processInstanceId: str, variableName: str):
+    @ns.expect((VARIABLE_UPDATE, VARIABLE_DESCRIPTION + ". " + BODY_LIMITS))
+    @ns.response(200, "updated: the variable as stored", VARIABLE)
+    @error_responses(ns, {400: "not a valid variable, a name that differs from the path, or " + BAD_JSON,
+                          401: None, 404: "no such running process instance or variable",
+                          409: "the instance is a sub-process (its variables are its parent's), or the process "
+                               "changed concurrently",
+                          413: None, 415: "not application/json (UTF-8)"})
+    def put(self, processInstanceId: str, variableName: str) -> Any:
         """Update one existing variable."""
-        body = json_body_object()
-        if body.get("name", variableName) != variableName:
-            raise InvalidInput(f"the body names {body.get('name')!r}, the path {variableName!r}")
+        pid = public_id(processInstanceId, "process instance")
+        body = json_object()
+        if body.get("name") is not None and body["name"] != variableName:
+            raise InvalidInput(f"the body names {body['name']!r}, the path {variableName!r}"[:300])
         items = parse_items([{**body, "name": variableName}])
-        (name, kind, value), = service().set_variables(processInstanceId, items, must_exist=True)
+        (name, kind, value), = service().set_variables(pid, items, must_exist=True)
         return variable_view(name, kind, value)
 
 
 @ns.route("/ext/assigncheck")
+@ns.doc(security="bearer")
 class AssignCheck(Resource):
-    @ns.expect(ASSIGN_CHECK)
+    @ns.expect((ASSIGN_CHECK, "One of processDefinitionId or processDefinitionKey is needed. " + BODY_LIMITS))
     @ns.response(200, "the participants of the definition's user tasks", ASSIGN_ANSWER)
-    @ns.response(400, "neither processDefinitionId nor processDefinitionKey", ERROR)
-    @ns.response(404, "no such definition, or no user task with assignments for activityId", ERROR)
-    def post(self):
+    @error_responses(ns, {400: "neither processDefinitionId nor processDefinitionKey, or " + BAD_JSON, 401: None,
+                          404: "no such definition, or no user task with assignments for activityId", 413: None,
+                          415: "not application/json (UTF-8)"})
+    def post(self) -> Any:
         """Who takes part in the user tasks (assignee, candidate users and groups, lanes) of a definition."""
-        body = json_body_object()
+        body = json_object()
         for name in ("processDefinitionId", "processDefinitionKey", "activityId", "taskId", "executionId"):
             if body.get(name) is not None and not isinstance(body[name], str):
                 raise InvalidInput(f"{name} must be a string")
-        items = service().assignments(definition_id=body.get("processDefinitionId"),
-                                      definition_key=body.get("processDefinitionKey"),
-                                      activity_id=body.get("activityId"))
+        for name, limit in (("processDefinitionId", MAX_DEFINITION_ID), ("processDefinitionKey", MAX_NAME),
+                            ("activityId", MAX_NAME)):
+            if len(body.get(name) or "") > limit:
+                raise InvalidInput(f"{name} is longer than {limit} characters")
+        definition, key = body.get("processDefinitionId"), body.get("processDefinitionKey")
+        if definition:
+            dep = resolve_definition(definition)
+            if dep is None:
+                raise NotFound(f"process definition {definition!r} not found")
+            items = service().assignments(definition_id=dep.deployment_id, definition_key=None,
+                                          activity_id=body.get("activityId"))
+        elif key:
+            items = service().assignments(definition_id=None, definition_key=key, activity_id=body.get("activityId"))
+        else:
+            raise InvalidInput("processDefinitionId or processDefinitionKey is required")
         return {"assignInfo": {"taskId": body.get("taskId"), "executionId": body.get("executionId"),
                                "assignInfoItems": items}}

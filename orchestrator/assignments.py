@@ -33,13 +33,18 @@ def user_tasks(xml: str | bytes, process_id: str | None = None) -> list[dict[str
     for process in processes:
         lanes: dict[str, list[dict[str, Any]]] = {}
         for lane in process.iterfind(".//bpmn:lane", NS):
+            lane_id = lane.get("id") or lane.get("name")
+            if not lane_id:
+                continue  # a lane with neither id nor name names nobody
             for ref in lane.iterfind("bpmn:flowNodeRef", NS):
-                lanes.setdefault((ref.text or "").strip(), []).append(
-                    _person(lane.get("id"), "lane", lane.get("name")))
+                lanes.setdefault((ref.text or "").strip(), []).append(_person(lane_id, "lane", lane.get("name")))
         for task in process.iterfind(".//bpmn:userTask", NS):
+            task_id = task.get("id")
+            if not task_id:
+                continue  # nothing can name it: no activityId to answer with
             people = []
-            if task.get(f"{{{CAMUNDA_NS}}}assignee"):
-                people.append(_person(task.get(f"{{{CAMUNDA_NS}}}assignee"), "assignee"))
+            if task.get(f"{{{CAMUNDA_NS}}}assignee", "").strip():
+                people.append(_person(task.get(f"{{{CAMUNDA_NS}}}assignee").strip(), "assignee"))
             people += [_person(u, "candidateUser") for u in _split(task.get(f"{{{CAMUNDA_NS}}}candidateUsers"))]
             people += [_person(g, "candidateGroup") for g in _split(task.get(f"{{{CAMUNDA_NS}}}candidateGroups"))]
             for role, kind in (("humanPerformer", "assignee"), ("potentialOwner", "candidateUser")):
@@ -51,8 +56,8 @@ def user_tasks(xml: str | bytes, process_id: str | None = None) -> list[dict[str
                                                   else kind))
                         else:
                             people.append(_person(item, kind))
-            people += lanes.get(task.get("id"), [])
-            items.append({"activityId": task.get("id"), "activityName": task.get("name") or task.get("id"),
+            people += lanes.get(task_id, [])
+            items.append({"activityId": task_id, "activityName": task.get("name") or task_id,
                           "participants": people})
     return items
 

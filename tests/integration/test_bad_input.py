@@ -22,6 +22,7 @@ from sqlalchemy import event
 from waitress import wasyncore
 from waitress.server import create_server
 
+import api.activiti
 from api import create_app
 from api.body import MAX_DEPTH
 from orchestrator.config import Settings
@@ -373,3 +374,361 @@ def test_errors_outside_the_resources_are_json_too(http, probe) -> None:
     assert "PUT" not in r.headers["Allow"]
     refused(probe, http("POST", "/task"), 405)
     refused(probe, http("PATCH", "/model"), 405)
+
+
+
+# ------------------------------------------------------------------ the Activiti-style face (second seed)
+
+RUNTIME = "/runtime/process-instances"
+QUERY = "/query/process-instances"
+DEPLOYMENTS = "/repository/deployments"
+DEFINITIONS = "/repository/process-definitions"
+# Every operation of the face that reads a JSON body, with a body it would accept.
+JSON_OPERATIONS = [
+    ("POST", RUNTIME, {"processDefinitionKey": "noop_chain"}),
+    ("PUT", f"{RUNTIME}/1", {"action": "suspend"}),
+    ("POST", f"{RUNTIME}/1/variables", [{"name": "b", "value": 1}]),
+    ("PUT", f"{RUNTIME}/1/variables", [{"name": "b", "value": 1}]),
+    ("PUT", f"{RUNTIME}/1/variables/a", {"value": 2}),
+    ("POST", "/runtime/ext/assigncheck", {"processDefinitionKey": "noop_chain"}),
+    ("POST", QUERY, {"businessKey": "k"}),
+]
+
+
+@pytest.fixture
+def activiti(base_url: str, probe: Probe, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """``http`` with process 1 started through the runtime API (variable ``a``), and a baseline that also
+    holds every process row: a refused request must not have changed a variable or a flag either."""
+    r = requests.post(f"{base_url}{RUNTIME}", timeout=10, json={
+        "processDefinitionKey": "noop_chain", "businessKey": "order-1",
+        "variables": [{"name": "a", "type": "integer", "value": 1}]})
+    assert r.status_code == 201 and r.json()["id"] == "1", r.text
+    counts = probe.state
+
+    def state() -> dict[str, Any]:
+        with probe.service.store.read() as tx:
+            rows = tx.cx.exec_driver_sql("SELECT pk, version, status, suspended, business_key, tenant_id, "
+                                         "variable_types, workflow_state FROM processes ORDER BY pk").all()
+        return {**counts(), "process rows": [tuple(row) for row in rows]}
+
+    monkeypatch.setattr(probe, "state", state)
+    probe.baseline = probe.state()
+    with requests.Session() as session:
+        def call(method: str, path: str, **kwargs: Any) -> requests.Response:
+            return session.request(method, base_url + path, timeout=30, **kwargs)
+        yield call
+
+
+def test_activiti_malformed_json_is_400(activiti, probe) -> None:
+    for method, path, _ in JSON_OPERATIONS:
+        for raw in MALFORMED:
+            r = activiti(method, path, data=raw, headers={"Content-Type": JSON})
+            refused(probe, r, 400, "", (method, path, raw[:60]))
+
+
+def test_activiti_bodies_that_are_not_json_are_415(activiti, probe) -> None:
+    for method, path, body in JSON_OPERATIONS:
+        for content_type in (None, "text/plain", "application/x-www-form-urlencoded", "application/xml",
+                             "application/json; charset=latin-1"):
+            headers = {"Content-Type": content_type} if content_type else {}
+            r = activiti(method, path, data=json.dumps(body).encode(), headers=headers)
+            refused(probe, r, 415, "", (method, path, content_type))
+    for content_type in ("application/json", "application/xml", "text/plain"):
+        r = activiti("POST", DEPLOYMENTS, data=example("noop_chain.bpmn"), headers={"Content-Type": content_type})
+        refused(probe, r, 415, "multipart")
+    assert probe.deploys == 0
+
+
+def test_activiti_bodies_over_the_limit_are_413(activiti, probe) -> None:
+    big = "x" * (MAX_BODY + 1)
+    for method, path, _ in JSON_OPERATIONS:
+        refused(probe, activiti(method, path, json={"padding": big}), 413, str(MAX_BODY), (method, path))
+    body = {"processDefinitionKey": "noop_chain", "variables": [{"name": "v", "value": big}]}
+    refused(probe, activiti("POST", RUNTIME, json=body), 413, str(MAX_BODY))
+    refused(probe, activiti("POST", DEPLOYMENTS, files={"file": ("m.bpmn", big.encode())}), 413)
+    assert probe.deploys == 0
+
+
+PAGING_TEXT = [({"sort": "colour"}, "sort"), ({"sort": "ID"}, "sort"), ({"order": "up"}, "order"),
+               ({"start": "-1"}, "start"), ({"start": str(2**31)}, "start"), ({"start": "1" * 5000}, "start"),
+               ({"size": "0"}, "size"), ({"size": "x"}, "size"), ({"size": "\u0663"}, "size"),
+               ({"size": "1_0"}, "size"), ({"size": "1.5"}, "size"), ({"size": " 1"}, "size")]
+PAGING_JSON = [({"sort": "colour"}, "sort"), ({"sort": ["id"]}, "sort"), ({"order": "up"}, "order"),
+               ({"start": -1}, "start"), ({"start": 2**31}, "start"), ({"start": 10**100}, "start"),
+               ({"start": "0"}, "start"), ({"size": 0}, "size"), ({"size": "10"}, "size"), ({"size": 1.5}, "size"),
+               ({"size": True}, "size")]
+
+
+def test_activiti_unknown_sort_order_or_paging_is_400_before_any_query(activiti, probe) -> None:
+    cases = [("GET", path, {"params": params}, message) for path in (RUNTIME, DEPLOYMENTS, DEFINITIONS)
+             for params, message in PAGING_TEXT]
+    cases += [("POST", QUERY, {"json": body}, message) for body, message in PAGING_JSON]
+    for method, path, kwargs, message in cases:
+        before = probe.statements
+        r = activiti(method, path, **kwargs)
+        assert probe.statements == before, (method, path, kwargs)
+        refused(probe, r, 400, message, (method, path, kwargs))
+
+
+def test_activiti_page_size_is_clamped_not_refused(activiti, probe, monkeypatch) -> None:
+    for key in ("b", "c"):
+        assert activiti("POST", RUNTIME, json={"processDefinitionKey": "noop_chain", "businessKey": key}).ok
+    monkeypatch.setattr(api.activiti, "MAX_PAGE_SIZE", 2)  # three processes, pages of at most two
+    for method, path, kwargs in (("GET", RUNTIME, {"params": {"size": "100000"}}),
+                                 ("GET", RUNTIME, {"params": {"size": "9" * 5000}}),
+                                 ("POST", QUERY, {"json": {"size": 10**30}})):
+        r = activiti(method, path, **kwargs)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert (page["size"], len(page["data"]), page["total"]) == (2, 2, 3), (method, kwargs)
+    for path in (DEPLOYMENTS, DEFINITIONS):
+        r = activiti("GET", path, params={"size": "100000"})
+        assert r.status_code == 200 and r.json()["size"] == 1, r.text
+
+
+BAD_VARIABLE_LISTS = [
+    {"a": 1}, "a", 5, True, [1], [None], [["a", 1]], [{"value": 1}], [{"name": 5, "value": 1}],
+    [{"name": "", "value": 1}], [{"name": " \u3000", "value": 1}], [{"name": "n"}],
+    [{"name": "n", "type": 5, "value": 1}], [{"name": "n", "type": "blob", "value": 1}],
+    [{"name": "n", "type": "integer", "value": "1"}], [{"name": "n", "type": "integer", "value": 2**31}],
+    [{"name": "n", "type": "short", "value": 1.0}], [{"name": "n", "type": "long", "value": True}],
+    [{"name": "n", "type": "long", "value": 2**63}], [{"name": "n", "type": "double", "value": 10**400}],
+    [{"name": "n", "type": "double", "value": "1"}], [{"name": "n", "type": "boolean", "value": 0}],
+    [{"name": "n", "type": "date", "value": "yesterday"}], [{"name": "n", "type": "date", "value": 5}],
+    [{"name": "n", "type": "string", "value": 5}], [{"name": "__n", "value": 1}], [{"name": "orch", "value": 1}],
+    [{"name": "n", "value": 1}, {"name": "n", "value": 2}],
+]
+BAD_VARIABLE_UPDATES = [
+    ("a", {}), ("a", {"value": "x", "type": "integer"}), ("a", {"value": 1, "type": "blob"}),
+    ("a", {"value": 1, "type": 5}), ("a", {"value": 10**400, "type": "double"}), ("a", {"name": "b", "value": 1}),
+    ("a", {"name": 5, "value": 1}), ("__a", {"value": 1}), ("orch", {"value": 1}), ("a", [{"value": 1}]),
+]
+
+
+def test_activiti_variables_of_the_wrong_type_are_400(activiti, probe) -> None:
+    for variables in BAD_VARIABLE_LISTS:
+        body = {"processDefinitionKey": "noop_chain", "variables": variables}
+        refused(probe, activiti("POST", RUNTIME, json=body), 400, "", variables)
+        for method in ("POST", "PUT"):
+            refused(probe, activiti(method, f"{RUNTIME}/1/variables", json=variables), 400, "", (method, variables))
+    for name, body in BAD_VARIABLE_UPDATES:
+        refused(probe, activiti("PUT", f"{RUNTIME}/1/variables/{name}", json=body), 400, "", (name, body))
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"processDefinitionKey": 5}, "processDefinitionKey"), ({"processDefinitionKey": ""}, "processDefinitionKey"),
+    ({"processDefinitionKey": " \u3000"}, "processDefinitionKey"),
+    ({"processDefinitionKey": "k" * 256}, "processDefinitionKey"), ({"businessKey": "b" * 256}, "businessKey"),
+    ({"businessKey": ""}, "businessKey"), ({"tenantId": ["t"]}, "tenantId"), ({"tenantId": "t" * 256}, "tenantId"),
+    ({"processDefinitionKey": None}, "processDefinitionId or processDefinitionKey"),
+    ({"processDefinitionKey": "nope"}, "nope"),
+    ({"processDefinitionId": "noop_chain:9:00000000-0000-4000-8000-000000000000"}, "not found"),
+    ({"processDefinitionId": "nope"}, "not found"), ({"processDefinitionId": "x" * 400}, "processDefinitionId"),
+])
+def test_activiti_start_fields_of_the_wrong_type_or_value_are_400(activiti, probe, body, message) -> None:
+    refused(probe, activiti("POST", RUNTIME, json={"processDefinitionKey": "noop_chain", **body}), 400, message)
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"suspended": "true"}, "suspended"), ({"excludeSubprocesses": 1}, "excludeSubprocesses"),
+    ({"businessKey": 5}, "businessKey"), ({"id": 1}, "id"), ({"tenantId": "t" * 256}, "tenantId"),
+    ({"tenantIdLike": "acme\\"}, "escape"), ({"processDefinitionId": "x" * 400}, "processDefinitionId"),
+    ({"involvedUser": {"id": "bob"}}, "involvedUser"),
+    ({"variables": {"name": "a"}}, "variables"), ({"variables": ["a"]}, "filter"),
+    ({"variables": [{"name": "a", "value": 1, "operation": 5}]}, "operation"),
+    ({"variables": [{"name": "a", "value": 1, "operation": "about"}]}, "operation"),
+    ({"variables": [{"name": "a", "value": 1, "type": []}]}, "type"),
+    ({"variables": [{"name": "a", "value": {"k": 1}}]}, "type"),
+    ({"variables": [{"name": "a", "value": "1", "type": "long"}]}, "long"),
+    ({"variables": [{"name": "a", "value": 10**400, "type": "double"}]}, "double"),
+    ({"variables": [{"name": "a", "value": 1, "operation": "like"}]}, "like"),
+    ({"variables": [{"name": "a", "value": "%a" * 200, "operation": "like"}]}, "like"),
+    ({"variables": [{"name": "a", "value": True, "operation": "lessThan"}]}, "boolean"),
+    ({"variables": [{"value": 1}]}, "name"), ({"variables": [{"name": "a"}]}, "value"),
+])
+def test_activiti_query_bodies_of_the_wrong_type_are_400_before_any_query(activiti, probe, body, message) -> None:
+    before = probe.statements
+    r = activiti("POST", QUERY, json=body)
+    assert probe.statements == before, "refused after a query"
+    refused(probe, r, 400, message)
+
+
+@pytest.mark.parametrize("path, params, message", [
+    (RUNTIME, {"suspended": "maybe"}, "suspended"), (RUNTIME, {"includeProcessVariables": "1"}, "include"),
+    (RUNTIME, {"businessKey": "b" * 256}, "longer than 255"), (RUNTIME, {"tenantIdLike": "a\\"}, "escape"),
+    (RUNTIME, {"processDefinitionKey": "k" * 256}, "longer than 255"),
+    (DEPLOYMENTS, {"nameLike": "\\"}, "escape"), (DEPLOYMENTS, {"name": "n" * 256}, "longer than 255"),
+    (DEFINITIONS, {"version": "0"}, "version"), (DEFINITIONS, {"version": str(2**63)}, "version"),
+    (DEFINITIONS, {"version": "1e3"}, "version"), (DEFINITIONS, {"latest": "yes"}, "latest"),
+    (DEFINITIONS, {"keyLike": "x\\\\\\"}, "escape"), (DEFINITIONS, {"deploymentId": "d" * 37}, "deploymentId"),
+])
+def test_activiti_list_filters_of_the_wrong_shape_are_400_before_any_query(activiti, probe, path, params,
+                                                                            message) -> None:
+    before = probe.statements
+    r = activiti("GET", path, params=params)
+    assert probe.statements == before, "refused after a query"
+    refused(probe, r, 400, message)
+
+
+# Written as JSON text: ``json=`` would refuse to encode some, and the point is what the server reads.
+ACTIVITI_TEXT_ATTACKS = [
+    ("POST", RUNTIME, '{"processDefinitionKey": "noop_chain", "businessKey": "a\\u0000b"}', "NUL"),
+    ("POST", RUNTIME, '{"processDefinitionKey": "noop\\u0000chain"}', "NUL"),
+    ("POST", RUNTIME, '{"processDefinitionKey": "noop_chain", "tenantId": "\\ud800"}', "surrogate"),
+    ("POST", RUNTIME, '{"processDefinitionKey": "noop_chain", "variables": [{"name": "a\\u0000", "value": 1}]}',
+     "NUL"),
+    ("POST", RUNTIME, '{"processDefinitionKey": "noop_chain", "variables": [{"name": "v", "value": "\\udfff"}]}',
+     "surrogate"),
+    ("POST", RUNTIME, '{"processDefinitionKey": "noop_chain", "variables": [{"name": "v", "value": 1e999}]}',
+     "finite"),
+    ("POST", f"{RUNTIME}/1/variables", '[{"name": "v", "value": "\\u0000"}]', "NUL"),
+    ("PUT", f"{RUNTIME}/1/variables", '[{"name": "\\ud83d", "value": 1}]', "surrogate"),
+    ("PUT", f"{RUNTIME}/1/variables/a", '{"value": "x\\u0000"}', "NUL"),
+    ("PUT", f"{RUNTIME}/1", '{"action": "jumpToActivity", "activityId": "t\\u0000"}', "NUL"),
+    ("POST", "/runtime/ext/assigncheck", '{"processDefinitionKey": "\\u0000"}', "NUL"),
+    ("POST", QUERY, '{"businessKey": "\\u0000"}', "NUL"),
+    ("POST", QUERY, '{"variables": [{"name": "a", "value": "\\ud800"}]}', "surrogate"),
+]
+TEXT_FILTERS = {RUNTIME: ("id", "processDefinitionKey", "processDefinitionId", "businessKey", "involvedUser",
+                          "superProcessInstanceId", "subProcessInstanceId", "tenantId", "tenantIdLike"),
+                DEPLOYMENTS: ("name", "nameLike"),
+                DEFINITIONS: ("key", "keyLike", "name", "nameLike", "deploymentId")}
+
+
+def test_activiti_nul_and_lone_surrogates_are_400(activiti, probe) -> None:
+    for method, path, text, message in ACTIVITI_TEXT_ATTACKS:
+        r = activiti(method, path, data=text.encode(), headers={"Content-Type": JSON})
+        refused(probe, r, 400, message, text)
+    for path, names in TEXT_FILTERS.items():  # PostgreSQL refuses NUL in a query parameter: never sent there
+        for name in names:
+            before = probe.statements
+            r = activiti("GET", f"{path}?{name}=a%00b")
+            assert probe.statements == before, (path, name)
+            refused(probe, r, 400, "NUL", (path, name))
+    r = activiti("POST", DEPLOYMENTS, files={"file": ("m.bpmn", example("noop_chain.bpmn"))}, data={"key": "a\x00b"})
+    refused(probe, r, 400, "NUL")
+    assert probe.deploys == 0
+
+
+def test_activiti_nesting_deeper_than_the_limit_is_400(activiti, probe) -> None:
+    deep: Any = 1
+    for _ in range(MAX_DEPTH):
+        deep = [deep]
+    for method, path, body in (("POST", RUNTIME, {"processDefinitionKey": "noop_chain",
+                                                  "variables": [{"name": "v", "value": deep}]}),
+                               ("PUT", f"{RUNTIME}/1/variables", [{"name": "v", "value": deep}]),
+                               ("PUT", f"{RUNTIME}/1/variables/a", {"value": deep}),
+                               ("POST", QUERY, {"variables": [{"name": "v", "value": deep}]}),
+                               ("POST", "/runtime/ext/assigncheck", {"taskId": deep})):
+        refused(probe, activiti(method, path, json=body), 400, f"deeper than {MAX_DEPTH}", (method, path))
+    began = time.monotonic()
+    bomb = b"[" * (MAX_BODY - 100)
+    refused(probe, activiti("PUT", f"{RUNTIME}/1/variables", data=bomb, headers={"Content-Type": JSON}), 400, "deeper")
+    assert time.monotonic() - began < 2
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ({"action": "pause"}, 400, "action"), ({"action": None}, 400, "action"), ({"action": ["suspend"]}, 400, "action"),
+    ({}, 400, "action"), ({"action": "activate"}, 409, "active"), ({"action": "jumpToActivity"}, 400, "activityId"),
+    ({"action": "jumpToActivity", "activityId": 5}, 400, "activityId"),
+    ({"action": "jumpToActivity", "activityId": "a" * 256}, 400, "activityId"),
+    ({"action": "jumpToActivity", "activityId": "nowhere"}, 400, "not an activity"),
+    # The end event would end the process; events, gateways and flows are no activities.
+    ({"action": "jumpToActivity", "activityId": "end"}, 400, "not an activity"),
+    ({"action": "jumpToActivity", "activityId": "start"}, 400, "not an activity"),
+    ({"action": "jumpToActivity", "activityId": "f1"}, 400, "not an activity"),
+    ({"action": "jumpToActivity", "activityId": "t2", "jumpOrigin": 5}, 400, "jumpOrigin"),
+])
+def test_activiti_actions_that_cannot_be_done_write_nothing(activiti, probe, body, status, message) -> None:
+    refused(probe, activiti("PUT", f"{RUNTIME}/1", json=body), status, message, body)
+
+
+def test_activiti_variables_and_assignments_that_cannot_be_had_write_nothing(activiti, probe) -> None:
+    refused(probe, activiti("POST", f"{RUNTIME}/1/variables", json=[{"name": "a", "value": 2}]), 409, "exist")
+    refused(probe, activiti("PUT", f"{RUNTIME}/1/variables/zzz", json={"value": 2}), 404, "zzz")
+    refused(probe, activiti("POST", "/runtime/ext/assigncheck", json={}), 400, "processDefinitionKey")
+    refused(probe, activiti("POST", "/runtime/ext/assigncheck", json={"processDefinitionKey": 5}), 400,
+            "processDefinitionKey")
+    body = {"processDefinitionKey": "noop_chain", "activityId": "t1"}
+    refused(probe, activiti("POST", "/runtime/ext/assigncheck", json=body), 404, "t1")
+
+
+UUID_SHAPES = ["nope", "00000000-0000-4000-8000-00000000000G", "%00", "00000000-0000-4000-8000-000000000000%00",
+               "a" * 5000, "00000000-0000-4000-8000-00000000000", "00000000-0000-4000-8000-000000000000x",
+               "%E2%80%8B00000000-0000-4000-8000-000000000000", "00000000-0000-4000-8000-000000000000%0A",
+               "00000000-0000-4000-8000-00000000000%EF%BC%91", "x:00000000-0000-4000-8000-000000000000"]
+
+
+def test_activiti_ids_of_the_wrong_shape_are_404_without_touching_the_database(activiti, probe) -> None:
+    cases: list[tuple[str, str, Any]] = []
+    for shape in WRONG_SHAPES:
+        cases += [("GET", f"{RUNTIME}/{shape}", None), ("DELETE", f"{RUNTIME}/{shape}", None),
+                  ("PUT", f"{RUNTIME}/{shape}", {"action": "suspend"}), ("GET", f"{RUNTIME}/{shape}/variables", None),
+                  ("POST", f"{RUNTIME}/{shape}/variables", [{"name": "b", "value": 1}]),
+                  ("PUT", f"{RUNTIME}/{shape}/variables", [{"name": "b", "value": 1}]),
+                  ("GET", f"{RUNTIME}/{shape}/variables/a", None),
+                  ("PUT", f"{RUNTIME}/{shape}/variables/a", {"value": 1})]
+    for shape in UUID_SHAPES:
+        cases += [("GET", f"{DEPLOYMENTS}/{shape}", None), ("DELETE", f"{DEPLOYMENTS}/{shape}", None),
+                  ("GET", f"{DEFINITIONS}/noop_chain:1:{shape}", None),
+                  ("GET", f"{DEFINITIONS}/noop_chain:1:{shape}/resourcedata", None)]
+        if "x:" not in shape:  # a bare deployment id names its definition too
+            cases += [("GET", f"{DEFINITIONS}/{shape}", None), ("GET", f"{DEFINITIONS}/{shape}/resourcedata", None)]
+    cases.append(("POST", "/runtime/ext/assigncheck", {"processDefinitionId": "noop_chain:1:nope"}))
+    for method, path, body in cases:
+        before = probe.statements
+        r = activiti(method, path, json=body) if body is not None else activiti(method, path)
+        assert probe.statements == before, f"{method} {path} ran SQL"
+        refused(probe, r, 404, "", (method, path))
+
+
+def test_activiti_unknown_ids_are_404(activiti, probe) -> None:
+    unknown = "00000000-0000-4000-8000-000000000000"
+    for method, path, body in (("GET", f"{RUNTIME}/999", None), ("PUT", f"{RUNTIME}/999", {"action": "suspend"}),
+                               ("DELETE", f"{RUNTIME}/999", None), ("GET", f"{RUNTIME}/999/variables", None),
+                               ("POST", f"{RUNTIME}/999/variables", []), ("PUT", f"{RUNTIME}/999/variables", []),
+                               ("GET", f"{RUNTIME}/1/variables/zzz", None),
+                               ("GET", f"{DEPLOYMENTS}/{unknown}", None), ("DELETE", f"{DEPLOYMENTS}/{unknown}", None),
+                               ("GET", f"{DEFINITIONS}/noop_chain:1:{unknown}", None),
+                               ("GET", f"{DEFINITIONS}/noop_chain:1:{unknown}/resourcedata", None),
+                               ("POST", "/runtime/ext/assigncheck", {"processDefinitionId": f"noop_chain:1:{unknown}"}),
+                               ("POST", "/runtime/ext/assigncheck", {"processDefinitionKey": "nope"})):
+        r = activiti(method, path, json=body) if body is not None else activiti(method, path)
+        refused(probe, r, 404, "not found", (method, path))
+    # The deployment exists, that key and version do not: no such definition.
+    dep = probe.service.list_definitions()[0].deployment_id
+    refused(probe, activiti("GET", f"{DEFINITIONS}/other:7:{dep}"), 404, "not found")
+    refused(probe, activiti("GET", f"{DEFINITIONS}/other:7:{dep}/resourcedata"), 404, "not found")
+    refused(probe, activiti("POST", RUNTIME, json={"processDefinitionId": f"other:7:{dep}"}), 400, "not found")
+
+
+@pytest.mark.parametrize("files, data, message", [
+    ({"key": (None, b"k")}, {}, "one file part"),
+    ({"file": ("m.bpmn", b"\xff\xfe<definitions/>")}, {}, "UTF-8"),
+    ({"file": ("m.bpmn", b"  ")}, {}, "empty"),
+    ({"file": ("m.bpmn", b"<definitions")}, {}, "does not parse"),
+    ({"file": ("m.bpmn", BILLION_LAUGHS)}, {}, "DOCTYPE"),
+    ({"file": ("m.bpmn", None)}, {"key": "k" * 256}, "longer than 255"),
+    ({"file": ("m.bpmn", None)}, {"key": " "}, "blank"),
+    ({"file": ("m.bpmn", None)}, {"name": "n" * 256}, "longer than 255"),
+    ({"file": ("m.bpmn", None)}, {"name": "\x00"}, "NUL"),
+    ({"file": ("m\x00.bpmn", None)}, {}, "NUL"),
+    ({"file": ("m.bpmn", None), "other": ("o.bpmn", None)}, {}, "one file part"),
+])
+def test_activiti_bad_deployments_are_400(activiti, probe, files, data, message) -> None:
+    files = {k: (name, content if content is not None else example("noop_chain.bpmn")) for k, (name, content)
+             in files.items()}
+    refused(probe, activiti("POST", DEPLOYMENTS, files=files, data=data), 400, message)
+    if message != "does not parse":  # the parser's refusal: the only case that reaches it
+        assert probe.deploys == 0
+
+
+def test_activiti_errors_outside_the_resources_are_json_too(activiti, probe) -> None:
+    for method, path, allowed in (("PATCH", RUNTIME, {"GET", "POST"}),
+                                  ("POST", f"{RUNTIME}/1", {"GET", "PUT", "DELETE"}),
+                                  ("DELETE", QUERY, {"POST"}), ("PUT", DEFINITIONS, {"GET"}),
+                                  ("POST", f"{DEPLOYMENTS}/00000000-0000-4000-8000-000000000000", {"GET", "DELETE"})):
+        r = activiti(method, path)
+        refused(probe, r, 405, "", (method, path))
+        assert set(r.headers["Allow"].replace(" ", "").split(",")) - {"HEAD", "OPTIONS"} == allowed, (method, path)
+    refused(probe, activiti("GET", "/runtime/nowhere"), 404)
