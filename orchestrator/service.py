@@ -60,8 +60,8 @@ DERIVED = {
 DELETABLE = (P.SUCCESS, P.ROLLBACKED, P.ROLLBACK_FAILED, P.CANCELED, P.DELETE_FAILED)
 # The runtime API's processes: those not over yet (Activiti keeps finished ones in its history).
 RUNTIME = (P.RUNNING, P.DEBUG)
-# Variable filters are applied in Python, over at most this many candidate processes.
-MAX_VARIABLE_SCAN = 5000
+# Variable filters are applied in Python, reading this many candidate processes at a time.
+VARIABLE_SCAN_CHUNK = 1000
 
 
 def utcnow() -> datetime:
@@ -135,8 +135,12 @@ def parse_definition_id(value: str) -> str:
     return value.rsplit(":", 1)[-1]
 
 
-def q_all(q: ProcessQuery) -> ProcessQuery:
-    return replace(q, start=0)
+def _matches_definition(dep: Row | None, definition: str) -> Row | None:
+    """The deployment, if ``definition`` (``key:version:id`` or a bare id) really names it."""
+    if dep is None or ":" not in definition:
+        return dep
+    key_version = definition.rsplit(":", 1)[0]
+    return dep if key_version == f"{dep.key}:{dep.version}" else None
 
 
 def _fit(text: str, limit: int = 255) -> str:
@@ -446,9 +450,15 @@ class Service:
                 q.deployment_ids = allowed if q.deployment_ids is None else \
                     [d for d in q.deployment_ids if d in allowed]
             if variable_filters:
-                candidates, _ = tx.query_processes(q_all(q), limit_override=MAX_VARIABLE_SCAN)
-                matching = [p for p in candidates
-                            if all(f.matches(variables_from_state(p.workflow_state)) for f in variable_filters)]
+                # Variables live in the workflow state: filtered here, a chunk of candidates at a time.
+                matching, offset = [], 0
+                while True:
+                    chunk, _ = tx.query_processes(replace(q, start=offset), limit_override=VARIABLE_SCAN_CHUNK)
+                    matching += [p for p in chunk if all(f.matches(variables_from_state(p.workflow_state))
+                                                         for f in variable_filters)]
+                    if len(chunk) < VARIABLE_SCAN_CHUNK:
+                        break
+                    offset += VARIABLE_SCAN_CHUNK
                 rows, total = matching[q.start:q.start + q.size], len(matching)
             else:
                 rows, total = tx.query_processes(q)
@@ -542,7 +552,8 @@ class Service:
             self._advance(tx, proc, run, now, fx, calls=fresh)
         self._commit_cache(fx)
         self.publish(fx)
-        return self.get_runtime_process(process_instance_id)
+        proc = self.get_process(process_instance_id)  # a jump to the end may have finished it
+        return proc, self.activity_of(proc.pk)
 
     def _stop_left(self, tx: Tx, pk: int, run: Run, tasks: list[Row], now: datetime, fx: Effects) -> None:
         """Tasks a jump left behind: canceled, and their stones told to stop."""
@@ -555,9 +566,11 @@ class Service:
     def assignments(self, *, definition_id: str | None, definition_key: str | None,
                     activity_id: str | None) -> list[dict[str, Any]]:
         """Participants of the user tasks of a definition (all, or the one ``activity_id``)."""
+        if definition_id:
+            check_uuid(parse_definition_id(definition_id), "process definition")
         with self.store.read() as tx:
             if definition_id:
-                dep = tx.get_deployment(check_uuid(parse_definition_id(definition_id), "process definition"))
+                dep = _matches_definition(tx.get_deployment(parse_definition_id(definition_id)), definition_id)
             elif definition_key:
                 dep = tx.latest_deployment(key=definition_key)
             else:
@@ -580,7 +593,7 @@ class Service:
     def get_definition(self, definition_id: str, with_documents: bool = False) -> Row:
         deployment_id = check_uuid(parse_definition_id(definition_id), "process definition")
         with self.store.read() as tx:
-            dep = tx.get_deployment(deployment_id, light=not with_documents)
+            dep = _matches_definition(tx.get_deployment(deployment_id, light=not with_documents), definition_id)
         if dep is None:
             raise NotFound(f"process definition {definition_id!r} not found")
         return dep

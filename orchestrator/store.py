@@ -267,7 +267,7 @@ class Tx:
         if q.tenant_id is not None:
             where.append(P.c.tenant_id == q.tenant_id)
         if q.tenant_id_like is not None:
-            where.append(P.c.tenant_id.like(q.tenant_id_like))
+            where.append(P.c.tenant_id.like(q.tenant_id_like, escape="\\"))
         if q.without_tenant_id:
             where.append(P.c.tenant_id.is_(None))
         total = self.cx.execute(select(func.count()).select_from(P).where(*where)).scalar_one()
@@ -303,11 +303,11 @@ class Tx:
         if key is not None:
             where.append(D.c.key == key)
         if key_like is not None:
-            where.append(D.c.key.like(key_like))
+            where.append(D.c.key.like(key_like, escape="\\"))
         if version is not None:
             where.append(D.c.version == version)
         if name_like is not None:
-            where.append(D.c.name.like(name_like))
+            where.append(D.c.name.like(name_like, escape="\\"))
         if latest:
             newest = select(D.c.key, func.max(D.c.version).label("v")).group_by(D.c.key).subquery()
             where.append(select(newest.c.v).where(newest.c.key == D.c.key).scalar_subquery() == D.c.version)

@@ -322,3 +322,21 @@ def test_repository_deployments_and_definitions(client, service):
     assert client.get(f"/repository/deployments/{d2['id']}").status_code == 404
     assert client.delete(f"/repository/deployments/{d2['id']}").status_code == 404
     assert client.post("/repository/deployments", data=b"<x/>", content_type="application/xml").status_code == 415
+
+
+def test_definition_ids_must_name_the_right_key_and_version(client, service):
+    dep = deploy(client, ABC)
+    good = f"abc:1:{dep['id']}"
+    assert client.get(f"/repository/process-definitions/{quote(good, safe='')}").status_code == 200
+    for wrong in (f"abc:2:{dep['id']}", f"zz:1:{dep['id']}"):
+        assert client.get(f"/repository/process-definitions/{quote(wrong, safe='')}").status_code == 404
+        assert client.post("/runtime/process-instances", json={"processDefinitionId": wrong}).status_code == 400
+    assert count(service, "processes") == 0
+
+
+def test_like_filters_escape_the_same_on_every_database(client, service):
+    deploy(client, ABC)
+    start(client, tenantId="a_b")
+    start(client, tenantId="axb")
+    r = client.get("/runtime/process-instances", query_string={"tenantIdLike": "a\\_b"})
+    assert r.status_code == 200 and [p["tenantId"] for p in r.json["data"]] == ["a_b"]
