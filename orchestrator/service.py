@@ -57,7 +57,6 @@ DERIVED = {
     "delete": (P.DELETING, P.DELETED, P.DELETE_FAILED, True, "delete_process_pk"),
     "cancel": (P.CANCELING, P.CANCELED, P.CANCELED, False, "cancel_process_pk"),
 }
-DELETABLE = (P.SUCCESS, P.ROLLBACKED, P.ROLLBACK_FAILED, P.CANCELED, P.DELETE_FAILED)
 # The runtime API's processes: those not over yet (Activiti keeps finished ones in its history).
 RUNTIME = (P.RUNNING, P.DEBUG)
 # Variable filters are applied in Python, reading this many candidate processes at a time.
@@ -101,6 +100,8 @@ class Effects:
         self.jobs += other.jobs
         self.revoke += other.revoke
         self.saved.update(other.saved)
+        self.new_tasks += other.new_tasks
+        self.saves += other.saves
         return self
 
     def __bool__(self) -> bool:
@@ -342,7 +343,7 @@ class Service:
                 proc = self._locked(tx, pk)
                 if proc.kind != "main":
                     raise Conflict(f"process {pk} is a {proc.kind} process: it cannot be canceled")
-                tx.move_process(pk, (P.RUNNING, P.DEBUG), P.CANCELING, reason="canceled by request",
+                tx.move_process(pk, P.CANCELING, reason="canceled by request",
                                 next_timer_at=None)
                 if proc.workflow_state:
                     run = self._load_run(tx, proc)
@@ -372,7 +373,7 @@ class Service:
             proc = self._locked(tx, pk)
             if proc.kind != "main":
                 raise Conflict(f"process {pk} is a {proc.kind} process: it cannot be deleted")
-            tx.move_process(pk, DELETABLE, P.DELETING)
+            tx.move_process(pk, P.DELETING)
             self._derive(tx, tx.get_process(pk), "delete", list(tx.handed_over_tasks(pk)), now, fx)
         self.publish(fx)
         return self.get_process(process_instance_id)
@@ -407,9 +408,9 @@ class Service:
                 fx += self._new_attempt(tx, task, now, countdown=None, generation=task.generation + 1)
                 others = [t for t in tx.list_tasks(proc.pk) if t.pk != pk and t.status in TASK_FAILED]
                 if not others:  # every failed task is being run again: the process runs again
-                    tx.move_process(proc.pk, (P.DEBUG,), P.RUNNING, reason=None, end_time=None)
+                    tx.move_process(proc.pk, P.RUNNING, reason=None, end_time=None)
             else:
-                tx.move_process(proc.pk, (P.DEBUG,), P.FAILED, end_time=now)
+                tx.move_process(proc.pk, P.FAILED, end_time=now)
                 self._after_failure(tx, proc.pk, now, fx)
         return task, fx
 
@@ -547,7 +548,8 @@ class Service:
                 if call.spiff_task_id in rows:
                     task = tx.get_task(rows[call.spiff_task_id].pk)
                     fx += self._new_attempt(tx, task, now, countdown=None, generation=task.generation + 1)
-            tx.update_process(proc.pk, status=P.RUNNING.value, reason=None)
+            if proc.status == P.DEBUG:  # a jump is a way out of debug mode
+                tx.move_process(proc.pk, P.RUNNING, reason=None)
             proc = tx.get_process(proc.pk)
             self._advance(tx, proc, run, now, fx, calls=fresh)
         self._commit_cache(fx)
@@ -693,12 +695,14 @@ class Service:
                 failed.append((row, r))
             elif status in TASK_DONE:
                 done.append((row, r))
-        if proc.status == P.RUNNING and proc.suspended and not failed:
-            # Suspended: results are kept, nothing new is dispatched until it is activated.
-            run = self._load_run(tx, proc)
-            for row, r in done:
-                run.complete(row.spiff_task_id, r.outputs)
-            self._save_run(tx, proc, run, fx)
+        # Suspended (and nothing failed), or waiting in debug: results are kept, nothing new is dispatched.
+        holding = proc.status == P.DEBUG or (proc.status == P.RUNNING and proc.suspended and not failed)
+        if holding:
+            if done:
+                run = self._load_run(tx, proc)
+                for row, r in done:
+                    run.complete(row.spiff_task_id, r.outputs)
+                self._save_run(tx, proc, run, fx)
         elif proc.status == P.RUNNING:
             run = self._load_run(tx, proc)
             for row, r in done:
@@ -713,15 +717,10 @@ class Service:
             # Completed branches stay completed; nothing new is dispatched while failed or in debug.
             self._save_run(tx, proc, run, fx)
             if proc.debug:
-                tx.move_process(proc.pk, (P.RUNNING,), P.DEBUG, reason=reason)
+                tx.move_process(proc.pk, P.DEBUG, reason=reason)
                 return
-            tx.move_process(proc.pk, (P.RUNNING,), P.FAILED, reason=reason, end_time=now)
+            tx.move_process(proc.pk, P.FAILED, reason=reason, end_time=now)
             self._after_failure(tx, proc.pk, now, fx)
-        elif proc.status == P.DEBUG and done:
-            run = self._load_run(tx, proc)
-            for row, r in done:
-                run.complete(row.spiff_task_id, r.outputs)
-            self._save_run(tx, proc, run, fx)
         elif proc.status == P.FAILED:
             self._maybe_rollback(tx, proc.pk, now, fx)
 
@@ -739,7 +738,7 @@ class Service:
         proc = tx.get_process(pk)
         if proc.status != P.FAILED:
             return
-        tx.move_process(pk, (P.FAILED,), P.ROLLBACKING)
+        tx.move_process(pk, P.ROLLBACKING)
         self._derive(tx, tx.get_process(pk), "rollback", list(tx.handed_over_tasks(pk)), now, fx)
 
     def _advance(self, tx: Tx, proc: Row, run: Run, now: datetime, fx: Effects, *,
@@ -878,10 +877,11 @@ class Service:
         state = _loads(task.state)
         if resend and event == "start" and task.status in (S.START_SUCCESS, S.MONITOR_BEGIN):
             event = "monitor"
-        if task.origin_pk is not None and state is None:
-            origin = tx.get_task(task.origin_pk)
-            state = _loads(origin.state) if origin is not None else None
-        key_uuid, generation = self._key_of(tx, task)
+        # Undo events act on what the original task made, under its key: one identity per resource.
+        origin = tx.get_task(task.origin_pk) if task.origin_pk is not None else None
+        if origin is not None and state is None:
+            state = _loads(origin.state)
+        key_uuid, generation = (origin.id, origin.generation) if origin is not None else (task.id, task.generation)
         job = job_for(process_pk=task.process_pk, task_pk=task.pk, task_uuid=key_uuid,
                       attempt=task.attempt, stone=task.stone, event=event, name=task.name,
                       namespace=task.namespace, params=_loads(task.params) or {}, state=state,
@@ -889,14 +889,6 @@ class Service:
         if task.origin_pk is not None:
             job["lock"] = task.origin_pk  # never side by side with the work it undoes
         return job
-
-    def _key_of(self, tx: Tx, task: Row) -> tuple[str, int]:
-        # Undo events use the original task's key: the provider sees one identity per resource.
-        if task.origin_pk is not None:
-            origin = tx.get_task(task.origin_pk)
-            if origin is not None:
-                return origin.id, origin.generation
-        return task.id, task.generation
 
     def _new_attempt(self, tx: Tx, task: Row, now: datetime, *, countdown: float | None,
                      generation: int | None = None) -> Effects:
@@ -930,7 +922,7 @@ class Service:
                          sequential: bool | None = None) -> None:
         if proc.status != P.RUNNING:
             return
-        during, ok_status, failed_status, seq_default, _ = DERIVED[proc.kind]
+        _, ok_status, failed_status, seq_default, _ = DERIVED[proc.kind]
         sequential = seq_default if sequential is None else sequential
         tasks = list(tx.list_tasks(proc.pk))
         fresh = sorted((t for t in tasks if t.status is None and t.lease_until is None), key=lambda t: t.seq)
@@ -946,12 +938,12 @@ class Service:
         ok = all(t.status in TASK_DONE for t in tasks)
         failures = [t for t in tasks if t.status not in TASK_DONE]
         reason = None if ok else "; ".join(f"{t.name} ({t.pk}) {t.status}: {t.reason}" for t in failures)[:2000]
-        tx.move_process(proc.pk, (P.RUNNING,), P.SUCCESS if ok else P.FAILED, end_time=now, reason=reason)
+        tx.move_process(proc.pk, P.SUCCESS if ok else P.FAILED, end_time=now, reason=reason)
         parent_status = ok_status if ok else failed_status
         if proc.kind == "cancel":
             in_flight = [t.pk for t in tx.list_tasks(proc.parent_pk) if t.status not in TASK_ENDED]
             tx.cancel_tasks(in_flight, now, "canceled by request")
-        tx.move_process(proc.parent_pk, (during,), parent_status, end_time=now,
+        tx.move_process(proc.parent_pk, parent_status, end_time=now,
                         **({} if ok else {"reason": f"{proc.kind} process {proc.pk} failed: {reason}"}))
 
     # -- the in-memory workflow cache
@@ -1054,8 +1046,7 @@ class Service:
             jobs = [r.payload for r in rows]
             failed = dict((job["task"], reason) for job, reason in self.dispatcher.publish(jobs))
             sent = [r for r in rows if r.task_pk not in failed]
-            tx.delete_outbox([r.pk for r in sent])
-            tx.mark_produced([r.task_pk for r in sent], now)
+            self._mark_produced(tx, [(r.pk, r.task_pk) for r in sent], now)
             expired = [r for r in rows if r.task_pk in failed
                        and r.created_at < now - timedelta(seconds=give_up_after_s)]
             tx.delete_outbox([r.pk for r in expired])

@@ -155,5 +155,10 @@ PROCESS_TRANSITIONS: dict[ProcessStatus, frozenset[ProcessStatus]] = {
 PROCESS_SETTLED = frozenset({P.SUCCESS, P.ROLLBACKED, P.ROLLBACK_FAILED, P.CANCELED, P.DELETED, P.DELETE_FAILED})
 
 
+def process_sources(new: ProcessStatus | str) -> frozenset[ProcessStatus]:
+    """The statuses a process may move to ``new`` from, read off ``PROCESS_TRANSITIONS``."""
+    return frozenset(s for s, targets in PROCESS_TRANSITIONS.items() if ProcessStatus(new) in targets)
+
+
 def can_move_process(current: ProcessStatus | str, new: ProcessStatus | str) -> bool:
     return ProcessStatus(new) in PROCESS_TRANSITIONS[ProcessStatus(current)]

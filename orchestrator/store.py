@@ -32,7 +32,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from orchestrator.errors import Conflict
 from orchestrator.models import Base, Deployment, IdempotencyKey, Model, Outbox, Process, Task, TaskEvent
-from orchestrator.states import TASK_ENDED, TaskStatus
+from orchestrator.states import TASK_ENDED, TaskStatus, process_sources
 
 M, D, P, T, E, OB, IK = (x.__table__ for x in (Model, Deployment, Process, Task, TaskEvent, Outbox, IdempotencyKey))
 
@@ -203,9 +203,12 @@ class Tx:
             q = q.with_for_update()
         return {row.pk: row for row in self.cx.execute(q)}
 
-    def move_process(self, pk: int, allowed_from: Iterable[str], to: str, **values: Any) -> None:
-        """Change a process's status only from one of ``allowed_from``; else raise ``Conflict``."""
-        frm = [str(s) for s in allowed_from]
+    def move_process(self, pk: int, to: str, **values: Any) -> None:
+        """Change a process's status if ``PROCESS_TRANSITIONS`` allows it from where it is; else ``Conflict``.
+
+        The guard is in the ``UPDATE`` itself, so a concurrent change cannot slip between check and write.
+        """
+        frm = [s.value for s in process_sources(to)]
         res = self.cx.execute(update(P).where(P.c.pk == pk, P.c.status.in_(frm)).values(status=str(to), **values))
         if res.rowcount != 1:
             current = self.cx.execute(select(P.c.status).where(P.c.pk == pk)).scalar()
