@@ -18,7 +18,7 @@ from urllib.parse import quote
 from flask import current_app, request
 from flask_restx import Model, Namespace, fields
 
-from api.body import PUBLIC_ID_PATTERN, UUID, UUID_PATTERN, check_text
+from api.body import PUBLIC_ID_PATTERN, UUID_PATTERN, check_text
 from api.schemas import BEARER, ERROR, MAX_NAME, NOT_BLANK, Integer, String, _Nullable, _out
 from orchestrator.errors import InvalidInput, NotFound
 from orchestrator.service import Service, definition_id
@@ -34,7 +34,6 @@ MAX_INT = 2**31 - 1
 MAX_DEFINITION_ID = MAX_NAME + 1 + len(str(MAX_INT)) + 1 + 36
 # ``key:version:deploymentId``, or a bare deployment id (a key may hold any character, colons and newlines too).
 DEFINITION_ID_PATTERN = r"(^|[\s\S]:[0-9]{1,10}:)" + UUID_PATTERN[1:]
-DEFINITION_ID = re.compile(r"(?:.+:[0-9]{1,10}:)?(" + UUID.pattern + ")", re.S)
 ISO_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 ORDERS = ["asc", "desc"]
 ACTIONS = ["suspend", "activate", "jumpToActivity"]
@@ -413,17 +412,11 @@ def _optional_id(params: Params, name: str) -> int | None:
 
 
 def resolve_definition(value: str, with_documents: bool = False) -> Any | None:
-    """The deployment a process-definition id names: ``key:version:deploymentId`` exactly, or a bare
-    deployment id. ``None`` when there is none; ids of another shape are answered without a query."""
-    shape = DEFINITION_ID.fullmatch(value)
-    if shape is None:
-        return None
-    deployment_id = shape.group(1)
+    """The deployment a process-definition id names, or ``None`` (the service checks the id's shape)."""
     try:
-        dep = service().get_definition(deployment_id, with_documents=with_documents)
+        return service().get_definition(value, with_documents=with_documents)
     except NotFound:
         return None
-    return dep if value in (deployment_id, definition_id(dep)) else None
 
 
 def process_query(params: Params) -> tuple[ProcessQuery, str | None, bool]:

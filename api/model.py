@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,17 +18,13 @@ from api.schemas import (
     model_view,
     register_models,
 )
-from orchestrator.errors import InvalidInput, ModelInvalid, UnsupportedMediaType
+from orchestrator.errors import InvalidInput, UnsupportedMediaType
 from orchestrator.service import Service
 
 PATH = "/model"
 ns = Namespace("model", description="Models (BPMN) and their immutable deployments", authorizations=BEARER)
 M = register_models(ns)
 XML_TYPES = ("application/xml", "text/xml", "application/bpmn+xml")
-# Looked for in the whole text, whatever the case: XML has no business declaring either in BPMN,
-# and refusing here keeps entity expansion (billion laughs) and external entities (file reads) away
-# from every parser.
-DTD_MARKUP = re.compile(r"<!\s*(doctype|entity)", re.IGNORECASE)
 
 
 @dataclass
@@ -59,6 +54,18 @@ def _utf8(data: bytes, what: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"{what} must be UTF-8 ({exc.reason} at byte {exc.start})") from exc
+
+
+def deploy_upload(xml: bytes, key: str | None, name: str | None, filename: str | None,
+                  template: str | None = None) -> Any:
+    """Deploy an uploaded BPMN document (both faces upload through here). The document itself is
+    checked where every document is read (``engine.read_xml``); the form fields here."""
+    key = _text(key, "key", MAX_NAME)
+    if key is not None and not key.strip():
+        raise InvalidInput("key must not be empty (or blank)")
+    return service().deploy(xml, key=key, name=_text(name, "name", MAX_NAME) or None,
+                            filename=_text(filename, "the file name") or "model.bpmn",
+                            output_template_text=_text(template, "outputTemplate"))
 
 
 def _read_upload() -> Upload:
@@ -111,18 +118,7 @@ class ModelList(Resource):
     def post(self) -> Any:
         """Upload a BPMN model; each upload of a key makes a new immutable deployment (version)."""
         up = _read_upload()
-        text = _utf8(up.xml, "the BPMN document")
-        if not text.strip():
-            raise InvalidInput("the BPMN document is empty")
-        if DTD_MARKUP.search(text):
-            raise ModelInvalid("BPMN documents with a DOCTYPE or entity declarations are refused")
-        key = _text(up.key, "key", MAX_NAME)
-        if key is not None and not key.strip():
-            raise InvalidInput("key must not be empty")
-        name = _text(up.name, "name", MAX_NAME) or None
-        dep = service().deploy(up.xml, key=key, name=name, filename=_text(up.filename, "the file name") or "",
-                               output_template_text=_text(up.template, "outputTemplate"))
-        return deployment_view(dep), 201
+        return deployment_view(deploy_upload(up.xml, up.key, up.name, up.filename, up.template)), 201
 
     @ns.response(200, "every model, with its latest version", [M["model"]])
     @error_responses(ns, {401: None})

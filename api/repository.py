@@ -32,9 +32,9 @@ from api.activiti import (
     service,
 )
 from api.body import UUID_PATTERN, uuid_id
-from api.model import DTD_MARKUP, TOO_LARGE, _text, _utf8
+from api.model import TOO_LARGE, deploy_upload
 from api.schemas import MAX_NAME, error_responses
-from orchestrator.errors import InvalidInput, ModelInvalid, NotFound, UnsupportedMediaType
+from orchestrator.errors import InvalidInput, NotFound, UnsupportedMediaType
 
 PATH = "/repository"
 ns = namespace("repository", "Activiti-style deployments and process definitions")
@@ -96,18 +96,8 @@ class Deployments(Resource):
         if len(uploads) != 1:
             raise InvalidInput("send exactly one file part: the BPMN document")
         upload = uploads[0][1]
-        xml = upload.read()
-        text = _utf8(xml, "the BPMN document")
-        if not text.strip():
-            raise InvalidInput("the BPMN document is empty")
-        if DTD_MARKUP.search(text):
-            raise ModelInvalid("BPMN documents with a DOCTYPE or entity declarations are refused")
-        key = _text(request.form.get("key"), "key", MAX_NAME) or None
-        if key is not None and not key.strip():
-            raise InvalidInput("key must not be blank")
-        name = _text(request.form.get("name"), "name", MAX_NAME) or None
-        filename = _text(upload.filename, "the file name") or "model.bpmn"
-        dep = service().deploy(xml, key=key, name=name, filename=filename)
+        dep = deploy_upload(upload.read(), request.form.get("key") or None, request.form.get("name"),
+                            upload.filename)
         return deployment_view(dep), 201
 
 

@@ -27,8 +27,12 @@ from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnviron
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import ErrorEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
-from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent, ThrowingEvent
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent, EventBasedGateway
+from SpiffWorkflow.bpmn.specs.mixins.exclusive_gateway import ExclusiveGateway
+from SpiffWorkflow.bpmn.specs.mixins.inclusive_gateway import InclusiveGateway
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
+from SpiffWorkflow.bpmn.specs.mixins.parallel_gateway import ParallelGateway
 from SpiffWorkflow.bpmn.specs.mixins.service_task import ServiceTask as ServiceTaskMixin
 from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import CallActivity
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
@@ -189,14 +193,27 @@ SERIALIZER = _make_serializer()
 _XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
+# Anywhere in the document, any case, any spacing: refusing here keeps entity expansion (billion
+# laughs) and external entities (file reads) away from every parser.
+_DTD_MARKUP = re.compile(r"<!\s*(doctype|entity)", re.IGNORECASE)
+
+
 def read_xml(xml: bytes | str) -> etree._Element:
-    """Parse BPMN XML, refusing DOCTYPEs and entities before anything else sees them."""
-    data = xml.encode() if isinstance(xml, str) else xml
-    head = data[:4096].lower()
-    if b"<!doctype" in head or b"<!entity" in data.lower():
+    """Parse BPMN XML: UTF-8 only (another encoding could hide markup), DOCTYPEs and entities refused
+    before any parser sees the document."""
+    if isinstance(xml, bytes):
+        try:
+            text = xml.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ModelInvalid(f"the BPMN document must be UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    else:
+        text = xml
+    if not text.strip():
+        raise ModelInvalid("the BPMN document is empty")
+    if _DTD_MARKUP.search(text):
         raise ModelInvalid("BPMN documents with a DOCTYPE or entity declarations are refused")
     try:
-        return etree.fromstring(data, _XML_PARSER)
+        return etree.fromstring(text.encode("utf-8"), _XML_PARSER)
     except etree.XMLSyntaxError as exc:
         raise ModelInvalid(f"BPMN does not parse: {exc}") from exc
 
@@ -515,8 +532,9 @@ class Run:
             self.wf.data.update(values)
 
     def activities(self) -> list[str]:
-        """BPMN ids of the activities a jump may target (every task of the process)."""
-        return sorted({t.bpmn_id for t in self.model.spec.task_specs.values() if getattr(t, "bpmn_id", None)})
+        """BPMN ids of the activities a jump may target: the process's tasks, call activities and
+        sub-processes, not its events (a jump to the end event would end it) nor its gateways."""
+        return sorted({t.bpmn_id for t in self.model.spec.task_specs.values() if _is_activity(t)})
 
     def active_stone_tasks(self) -> list[str]:
         """Spiff ids of the stone tasks the workflow is waiting on."""
@@ -534,10 +552,11 @@ class Run:
         come) skips the tasks between, which never run. The caller stops the stones' work.
         """
         self._scanned = None
-        candidates = [t for t in self.wf.get_tasks() if t.task_spec.bpmn_id == activity_id]
+        candidates = [t for t in self.wf.tasks.values()
+                      if t.task_spec.bpmn_id == activity_id and _is_activity(t.task_spec)]
         if not candidates:
-            raise InvalidInput(f"activity {activity_id!r} is not in this process (activities: "
-                               f"{', '.join(self.activities())})")
+            raise InvalidInput(f"{activity_id[:100]!r} is not an activity of this process (activities: "
+                               f"{', '.join(self.activities())})"[:300])
         target = max(candidates, key=lambda t: t.last_state_change)
         if target.has_state(TaskState.FINISHED_MASK | TaskState.STARTED | TaskState.READY):
             self.wf.reset_from_task_id(target.id)
@@ -581,6 +600,14 @@ class Scan:
     timers: list[datetime] = field(default_factory=list)  # when waiting timer events fire
     subs_started: list = field(default_factory=list)  # call activities whose sub-process began
     subs_ended: list = field(default_factory=list)  # and those whose sub-process ended
+
+
+def _is_activity(spec) -> bool:
+    if not getattr(spec, "bpmn_id", None):
+        return False  # SpiffWorkflow's own structural specs
+    is_task = type(spec).__name__.endswith("Task")  # send and receive tasks are events underneath
+    return is_task or not isinstance(spec, (CatchingEvent, ThrowingEvent, ExclusiveGateway, InclusiveGateway,
+                                            ParallelGateway, EventBasedGateway))
 
 
 def _open_sub(task) -> bool:

@@ -131,17 +131,24 @@ def definition_id(dep: Row) -> str:
     return f"{dep.key}:{dep.version}:{dep.deployment_id}"
 
 
+# ``key:version:deploymentId`` (a key may hold any character, colons too), or a bare deployment id.
+_DEFINITION = re.compile(r"(?:(.+):([0-9]{1,10}):)?(" + _UUID.pattern + ")", re.S)
+
+
 def parse_definition_id(value: str) -> str:
-    """The deployment id in a process-definition id (a bare deployment id is accepted too)."""
-    return value.rsplit(":", 1)[-1]
+    """The deployment id in a process-definition id; an id of another shape is 404 without a query."""
+    match = _DEFINITION.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise NotFound(f"process definition {value!r} not found")
+    return match.group(3)
 
 
 def _matches_definition(dep: Row | None, definition: str) -> Row | None:
     """The deployment, if ``definition`` (``key:version:id`` or a bare id) really names it."""
-    if dep is None or ":" not in definition:
+    match = _DEFINITION.fullmatch(definition)
+    if dep is None or match.group(1) is None:
         return dep
-    key_version = definition.rsplit(":", 1)[0]
-    return dep if key_version == f"{dep.key}:{dep.version}" else None
+    return dep if (match.group(1), int(match.group(2))) == (dep.key, dep.version) else None
 
 
 def _fit(text: str, limit: int = 255) -> str:
@@ -568,11 +575,10 @@ class Service:
     def assignments(self, *, definition_id: str | None, definition_key: str | None,
                     activity_id: str | None) -> list[dict[str, Any]]:
         """Participants of the user tasks of a definition (all, or the one ``activity_id``)."""
-        if definition_id:
-            check_uuid(parse_definition_id(definition_id), "process definition")
+        deployment_id = parse_definition_id(definition_id) if definition_id else None
         with self.store.read() as tx:
-            if definition_id:
-                dep = _matches_definition(tx.get_deployment(parse_definition_id(definition_id)), definition_id)
+            if deployment_id:
+                dep = _matches_definition(tx.get_deployment(deployment_id), definition_id)
             elif definition_key:
                 dep = tx.latest_deployment(key=definition_key)
             else:
@@ -593,7 +599,7 @@ class Service:
             return list(tx.query_deployments(**filters))
 
     def get_definition(self, definition_id: str, with_documents: bool = False) -> Row:
-        deployment_id = check_uuid(parse_definition_id(definition_id), "process definition")
+        deployment_id = parse_definition_id(definition_id)
         with self.store.read() as tx:
             dep = _matches_definition(tx.get_deployment(deployment_id, light=not with_documents), definition_id)
         if dep is None:
