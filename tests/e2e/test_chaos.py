@@ -152,7 +152,10 @@ def test_every_report_three_times_in_shuffled_order(chaos):
 def test_a_worker_killed_mid_task_loses_nothing(chaos):
     s = chaos.stack
     pids = start_many(s, "slow", 4, "kill")
-    time.sleep(1.5)  # commands running, monitor polls waiting in the worker
+    deadline = time.monotonic() + 30  # kill it once it holds work: commands running, polls waiting
+    while not any(t["status"] == "monitor.begin" for pid in pids for t in s.tasks(pid)):
+        assert time.monotonic() < deadline, "the worker never took the tasks"
+        time.sleep(0.1)
     s.kill("worker")
     chaos.restart_worker()
     for pid in pids:

@@ -140,7 +140,8 @@ def test_debug_rerun_after_fixing_the_cause(stack):
 def test_cancel_a_long_running_process(stack):
     pid = stack.start("sleepy", {})["processInstanceId"]
     deadline = time.monotonic() + 20
-    while stack.tasks(pid)[0]["status"] != "monitor.begin" and time.monotonic() < deadline:
+    while stack.tasks(pid)[0]["status"] != "monitor.begin":
+        assert time.monotonic() < deadline, stack.tasks(pid)
         time.sleep(0.1)
     r = requests.put(f"{stack.base}/process/{pid}/cancel", timeout=10)
     assert r.status_code == 200 and r.json()["processStatus"] == "canceling"

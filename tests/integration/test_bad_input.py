@@ -104,13 +104,14 @@ def base_url(service: Service, settings: Settings, probe: Probe) -> Iterator[str
 
 
 def refused(probe: Probe, response: requests.Response, status: int, message: str = "", case: Any = None) -> None:
-    """A JSON ``{"code", "message"}`` error with ``status``, and nothing written or enqueued."""
+    """A JSON ``{"code", "message"}`` error with ``status`` and a message (containing ``message``), and
+    nothing written or enqueued."""
     where = f"{response.request.method} {response.request.url} {case!r}"
     assert response.status_code == status, (where, response.status_code, response.text)
     assert response.headers["Content-Type"].startswith(JSON), where
     body = response.json()
     assert set(body) == {"code", "message"} and all(isinstance(v, str) for v in body.values()), where
-    assert message in body["message"], (where, body)
+    assert body["message"].strip() and message in body["message"], (where, body)
     assert probe.state() == probe.baseline, where
 
 

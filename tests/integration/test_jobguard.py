@@ -29,10 +29,12 @@ def test_a_dead_workers_lock_lapses_after_its_ttl(redis_client, redis_url):
     alive.client  # noqa: B018 - connect first, then name it as another worker
     alive._me = "another-host:2"
     assert dead.begin(JOB, ttl_s=0.5) is None
-    dead._held.clear()  # it died: nobody keeps its lock alive any more
+    dead._held.clear()  # it died: nobody keeps its lock alive any more (a beat under way may extend it once)
     assert alive.begin(JOB, ttl_s=0.5) == "busy"
-    time.sleep(0.7)
-    assert alive.begin(JOB, ttl_s=0.5) is None
+    deadline = time.monotonic() + 5
+    while (answer := alive.begin(JOB, ttl_s=0.5)) == "busy" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert answer is None
 
 
 def test_a_long_event_keeps_its_lock(redis_client, redis_url):

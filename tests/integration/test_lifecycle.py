@@ -56,6 +56,14 @@ class Workers:
         raise AssertionError("workers never ran out of tasks")
 
 
+def until(call: Callable[[], int], timeout: float = 10.0) -> int:
+    """Call ``call`` until it reports work done (a non-zero count), or give up after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while (done := call()) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return done
+
+
 def fail(status: str, reason: str = "boom", **extra) -> Callable:
     def plan(task):
         head = OK["start"][: OK["start"].index(status.replace("failed", "success"))] if "start" not in status \
@@ -281,7 +289,7 @@ def test_an_uncaught_error_code_fails_the_process(svc):
     pid = start(svc, BOUNDARY, "bnd")
     (vm,) = svc.list_tasks(pid)
     report(svc, vm, "start.begin", "start.failed", reason="bad image", code="InvalidAMIID")
-    assert svc.get_process(pid).status in ("rollbacking", "failed")
+    assert svc.get_process(pid).status == "rollbacking"  # nothing else in flight: the rollback starts at once
 
 
 def test_a_timer_boundary_event_times_the_task_out_and_cancels_its_work(svc, redis_client):
@@ -289,9 +297,8 @@ def test_a_timer_boundary_event_times_the_task_out_and_cancels_its_work(svc, red
     (vm,) = svc.list_tasks(pid)
     report(svc, vm, "start.begin", "start.success", "monitor.begin")
     assert svc.get_process(pid).next_timer_at is not None
-    assert svc.fire_due_timers() == 0  # not yet
-    time.sleep(1.1)
-    assert svc.fire_due_timers() == 1
+    assert svc.fire_due_timers() == 0  # not yet: the timer is due one second after the task started
+    assert until(svc.fire_due_timers) == 1
     tasks = svc.list_tasks(pid)
     assert sorted((t.name, t.event, t.status) for t in tasks) == [
         ("slow", "start", "produce.success"), ("vm", "cancel", "produce.success"), ("vm", "start", "canceled")]
@@ -303,20 +310,18 @@ def test_a_timer_boundary_event_times_the_task_out_and_cancels_its_work(svc, red
 
 
 def test_the_reconciler_resends_jobs_whose_lease_ran_out(store, db_url, redis_url, redis_client):
-    settings = Settings(database_url=db_url, redis_url=redis_url, lease_s=0.3)
+    settings = Settings(database_url=db_url, redis_url=redis_url, lease_s=1.0)
     svc = Service(store, Dispatcher(make_celery(settings)), settings)
     pid = start(svc, chain("one", ("a", "NoopStone", {})), "one")
     (a,) = svc.list_tasks(pid)
     assert svc.reconcile() == 0
     redis_client.delete("stone.NoopStone")  # the job is lost (Redis restarted without persistence)
-    time.sleep(0.4)
-    assert svc.reconcile() == 1
+    assert until(svc.reconcile) == 1
     (job,) = queued_jobs(redis_client, "NoopStone")
     assert (job["event"], job["task"], job["attempt"]) == ("start", a.pk, 1)
     report(svc, svc.get_task(str(a.pk)), "start.begin", "start.success", state={"id": "i-1"})
     redis_client.delete("stone.NoopStone")
-    time.sleep(0.4)
-    assert svc.reconcile() == 1
+    assert until(svc.reconcile) == 1
     (job,) = queued_jobs(redis_client, "NoopStone")
     assert job["event"] == "monitor" and job["state"] == {"id": "i-1"}  # carries on where it stood
     assert svc.get_task(str(a.pk)).redispatches == 2

@@ -154,14 +154,20 @@ def test_versions_and_references(service):
     assert [d.version for d in deployments] == [1, 2]
 
 
-def test_unpublished_jobs_wait_in_the_outbox_and_the_sweeper_sends_them(store, settings, redis_client):
+@pytest.fixture
+def offline(store, settings) -> Service:
+    """A service whose broker cannot be reached (a port nothing listens on), retrying nothing."""
     dead = Settings(database_url=settings.database_url, redis_url="redis://127.0.0.1:1/0")
     app = make_celery(dead)
     app.conf.broker_connection_retry = False
     app.conf.broker_connection_max_retries = 0
     app.conf.broker_transport_options = {"max_retries": 0}
-    offline = Service(store, Dispatcher(app), dead)
-    offline.deploy(example("noop_chain.bpmn"))
+    service = Service(store, Dispatcher(app), dead)
+    service.deploy(example("noop_chain.bpmn"))
+    return service
+
+
+def test_unpublished_jobs_wait_in_the_outbox_and_the_sweeper_sends_them(offline, store, settings, redis_client):
     pid = str(offline.start_process(ModelRef(key="noop_chain"), "p", {}).pk)
     (task,) = offline.list_tasks(pid)
     assert task.status is None  # not handed to any broker yet
@@ -172,14 +178,7 @@ def test_unpublished_jobs_wait_in_the_outbox_and_the_sweeper_sends_them(store, s
     assert online.sweep_outbox(older_than_s=0) == 0
 
 
-def test_a_job_the_broker_keeps_refusing_ends_produce_failed(store, settings):
-    dead = Settings(database_url=settings.database_url, redis_url="redis://127.0.0.1:1/0")
-    app = make_celery(dead)
-    app.conf.broker_connection_retry = False
-    app.conf.broker_connection_max_retries = 0
-    app.conf.broker_transport_options = {"max_retries": 0}
-    offline = Service(store, Dispatcher(app), dead)
-    offline.deploy(example("noop_chain.bpmn"))
+def test_a_job_the_broker_keeps_refusing_ends_produce_failed(offline):
     pid = str(offline.start_process(ModelRef(key="noop_chain"), "p", {}).pk)
     offline.sweep_outbox(older_than_s=0, give_up_after_s=0)
     (task,) = offline.list_tasks(pid)

@@ -73,7 +73,7 @@ def test_trim_drops_only_acknowledged_entries(redis_client, redis_url):
     # Nothing unacknowledged or unread is gone.
     remaining = {e[0].decode() for e in redis_client.xrange(STREAM)}
     assert {eid for eid, _ in entries[150:]} <= remaining
-    assert redis_client.xlen(STREAM) >= 150
+    assert 150 <= redis_client.xlen(STREAM) < 300  # acknowledged entries went (trimming is approximate)
 
 
 def test_engine_loop_applies_a_batch_and_acknowledges_after_commit(service, redis_client, redis_url):
