@@ -19,9 +19,10 @@ from flask import current_app, request
 from flask_restx import Model, Namespace, fields
 
 from api.body import PUBLIC_ID_PATTERN, UUID_PATTERN, check_text
+from api.current import service
 from api.schemas import BEARER, ERROR, MAX_NAME, NOT_BLANK, Integer, String, _Nullable, _out
 from orchestrator.errors import InvalidInput, NotFound
-from orchestrator.service import Service, definition_id
+from orchestrator.service import RUNTIME, definition_id
 from orchestrator.store import PROCESS_SORTS, ProcessQuery
 from orchestrator.variables import OPERATIONS, QUERY_TYPES, TYPES, typed_variables
 
@@ -41,11 +42,6 @@ PARTICIPANT_TYPES = ["assignee", "candidateUser", "candidateGroup", "lane"]
 DEPLOYMENT_FIELDS = {"id": "deployment_id", "name": "name", "deployTime": "created_at", "tenantId": None}
 DEFINITION_SORTS = {"id": "deployment_id", "key": "key", "name": "name", "version": "version",
                     "deploymentId": "deployment_id"}
-RUNTIME_STATUSES = ("running", "debug")  # the processes the runtime API shows (the store's default filter)
-
-
-def service() -> Service:
-    return current_app.extensions["orchestrator"]
 
 
 def base() -> str:
@@ -455,7 +451,7 @@ def list_instances(params: Params, variable_filters: list[Any] | None = None) ->
 # ------------------------------------------------------------------ representations
 
 def instance_view(proc: Any, activity: str | None, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    ended = proc.status not in RUNTIME_STATUSES
+    ended = proc.status not in RUNTIME
     view = {
         "id": str(proc.pk),
         "url": f"{base()}/runtime/process-instances/{proc.pk}",

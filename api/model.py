@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, current_app, request
+from flask import Flask, request
 from flask_restx import Namespace, Resource
 
 from api.body import UUID_PATTERN, check_text, uuid_id
+from api.current import service
 from api.schemas import (
     BEARER,
     GENERIC_REASONS,
@@ -19,7 +20,6 @@ from api.schemas import (
     register_models,
 )
 from orchestrator.errors import InvalidInput, UnsupportedMediaType
-from orchestrator.service import Service
 
 PATH = "/model"
 ns = Namespace("model", description="Models (BPMN) and their immutable deployments", authorizations=BEARER)
@@ -34,10 +34,6 @@ class Upload:
     name: str | None
     filename: str
     template: str | None
-
-
-def service() -> Service:
-    return current_app.extensions["orchestrator"]
 
 
 def _text(value: str | None, what: str, max_length: int | None = None) -> str | None:

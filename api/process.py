@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
 from flask_restx import Namespace, Resource
 
 from api.body import PUBLIC_ID_PATTERN, json_object, public_id
+from api.current import service
 from api.idempotency import HEADER_DOC, idempotency
 from api.schemas import (
     BEARER,
@@ -25,10 +25,6 @@ PATH = "/process"
 ns = Namespace("process", description="Processes: runs of a deployed model", authorizations=BEARER)
 M = register_models(ns)
 ID_PARAM = {"description": "the process id: a decimal number (anything else is 404)", "pattern": PUBLIC_ID_PATTERN}
-
-
-def service() -> Service:
-    return current_app.extensions["orchestrator"]
 
 
 def _optional_str(body: dict[str, Any], name: str) -> str | None:

@@ -77,9 +77,7 @@ class Deployments(Resource):
         params = query_string()
         name, name_like = params.text("name"), params.like("nameLike")
         paged = paging(params, DEPLOYMENT_FIELDS, "id")  # all refused before the database is asked
-        deps = service().list_definitions(name_like=name_like)
-        if name is not None:
-            deps = [d for d in deps if d.name == name]
+        deps = service().list_definitions(name=name, name_like=name_like)
         return _page(deps, paged, DEPLOYMENT_FIELDS, deployment_view)
 
     @ns.doc(params=UPLOAD_PARAMS, consumes=["multipart/form-data"])
@@ -136,11 +134,7 @@ class Definitions(Resource):
         deployment_id = params.text("deploymentId", 36)
         paged = paging(params, DEFINITION_SORTS, "key")  # all refused before the database is asked
         defs = service().list_definitions(key=key, key_like=key_like, version=version, latest=latest,
-                                          name_like=name_like)
-        if name is not None:
-            defs = [d for d in defs if d.name == name]
-        if deployment_id is not None:
-            defs = [d for d in defs if d.deployment_id == deployment_id]
+                                          name=name, name_like=name_like, deployment_id=deployment_id)
         return _page(defs, paged, DEFINITION_SORTS, definition_view)
 
 

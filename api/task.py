@@ -9,6 +9,7 @@ from flask_restx import Namespace, Resource
 from werkzeug.exceptions import MethodNotAllowed
 
 from api.body import PUBLIC_ID_PATTERN, public_id
+from api.current import service
 from api.schemas import BEARER, error_responses, event_view, register_models, task_view
 from orchestrator.errors import InvalidInput
 from orchestrator.service import Service
@@ -19,10 +20,6 @@ PATH = "/task"
 ns = Namespace("task", description="Tasks: one stone's work inside a process", authorizations=BEARER)
 M = register_models(ns)
 ID_PARAM = {"description": "the task id: a decimal number (anything else is 404)", "pattern": PUBLIC_ID_PATTERN}
-
-
-def service() -> Service:
-    return current_app.extensions["orchestrator"]
 
 
 @ns.route("")

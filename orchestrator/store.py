@@ -301,8 +301,13 @@ class Tx:
     # ------------------------------------------------------------ repository
 
     def query_deployments(self, *, key: str | None = None, key_like: str | None = None, version: int | None = None,
-                          latest: bool = False, name_like: str | None = None) -> Sequence[Row]:
+                          latest: bool = False, name: str | None = None, name_like: str | None = None,
+                          deployment_id: str | None = None) -> Sequence[Row]:
         where = []
+        if name is not None:
+            where.append(D.c.name == name)
+        if deployment_id is not None:
+            where.append(D.c.deployment_id == deployment_id)
         if key is not None:
             where.append(D.c.key == key)
         if key_like is not None:
